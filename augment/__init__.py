@@ -1,0 +1,37 @@
+"""Batched, generator-driven data augmentation for CIFAR-10: crop, flip, rotation, AutoAugment
+policies and Cutout on uint8 (N, C, H, W) tensors on any device."""
+
+from __future__ import annotations
+
+from . import functional
+from ._autoaugment import MAGNITUDE_BINS, OP_NAMES
+from ._pipeline import build_batch_augment
+from ._policy import (
+    BUILTIN_POLICIES,
+    Policy,
+    PolicyError,
+    PolicyParams,
+    Step,
+    load_policy,
+    policy_from_json,
+    policy_to_json,
+    save_policy,
+)
+from ._transform import PolicyTransform
+
+__all__ = [
+    "BUILTIN_POLICIES",
+    "MAGNITUDE_BINS",
+    "OP_NAMES",
+    "Policy",
+    "PolicyError",
+    "PolicyParams",
+    "PolicyTransform",
+    "Step",
+    "build_batch_augment",
+    "functional",
+    "load_policy",
+    "policy_from_json",
+    "policy_to_json",
+    "save_policy",
+]

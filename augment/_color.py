@@ -1,0 +1,133 @@
+"""Pure batched colour ops on uint8 (N, C, H, W) tensors (C = 1 or 3), with per-image parameters.
+
+The arithmetic follows torchvision.transforms.v2.functional on uint8 tensors (float32 maths,
+truncation back to uint8), so a batch matches the same op applied image by image there.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_color_batch, per_image
+
+# ITU-R 601-2 luma weights, as PIL's convert("L") and torchvision's rgb_to_grayscale use.
+_LUMA = (0.2989, 0.587, 0.114)
+# PIL's ImageFilter.SMOOTH kernel (1s around a 5, normalised by 13), which
+# ImageEnhance.Sharpness blends against; torchvision uses the same.
+_SMOOTH = ((1.0, 1.0, 1.0), (1.0, 5.0, 1.0), (1.0, 1.0, 1.0))
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    # Truncation after clamping, as torchvision's _blend does for uint8.
+    return x.clamp_(0, 255).to(torch.uint8)
+
+
+def _factors(images: torch.Tensor, factors: torch.Tensor | float, name: str) -> torch.Tensor:
+    return per_image(factors, images.shape[0], images.device, name).view(-1, 1, 1, 1)
+
+
+def _grayscale(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) float32 luma, floored as torchvision does for uint8 images."""
+    x = images.float()
+    if images.shape[1] == 1:
+        return x
+    r, g, b = x.unbind(dim=1)
+    luma = r.mul(_LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2])
+    return luma.floor_().unsqueeze(1)
+
+
+def _blend(images: torch.Tensor, other: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """images * f + other * (1 - f) per image, back to uint8: PIL's ImageEnhance.enhance."""
+    return _to_uint8(images.float().mul_(factors).add_(other * (1.0 - factors)))
+
+
+def adjust_brightness(images: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
+    """Scale each image by its factor (blend with black): AutoAugment's Brightness."""
+    check_color_batch(images)
+    return _to_uint8(images.float().mul_(_factors(images, factors, "factors")))
+
+
+def adjust_saturation(images: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
+    """Blend each image with its grayscale version: AutoAugment's Color."""
+    check_color_batch(images)
+    return _blend(images, _grayscale(images), _factors(images, factors, "factors"))
+
+
+def adjust_contrast(images: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
+    """Blend each image with the mean of its grayscale version: AutoAugment's Contrast."""
+    check_color_batch(images)
+    mean = _grayscale(images).mean(dim=(1, 2, 3), keepdim=True)
+    return _blend(images, mean, _factors(images, factors, "factors"))
+
+
+def adjust_sharpness(images: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
+    """Blend each image's interior with its 3x3-smoothed version: AutoAugment's Sharpness."""
+    check_color_batch(images)
+    n, c, h, w = images.shape
+    f = _factors(images, factors, "factors")
+    if h <= 2 or w <= 2:
+        return images.clone()
+    x = images.float()
+    kernel = torch.tensor(_SMOOTH, device=images.device) / 13.0
+    blurred = F.conv2d(x, kernel.expand(c, 1, 3, 3), groups=c).round_()
+    # Like PIL, the one-pixel border keeps its original values.
+    inner = x[:, :, 1:-1, 1:-1]
+    inner.add_(blurred.sub_(inner).mul_(1.0 - f))
+    return _to_uint8(x)
+
+
+def posterize(images: torch.Tensor, bits: torch.Tensor | int) -> torch.Tensor:
+    """Keep the `bits` most significant bits (0..8) of every channel value, per image."""
+    check_color_batch(images)
+    bits = per_image(bits, images.shape[0], images.device, "bits", torch.long)
+    masks = (torch.full_like(bits, 0xFF) << (8 - bits)) & 0xFF
+    return images & masks.to(torch.uint8).view(-1, 1, 1, 1)
+
+
+def solarize(images: torch.Tensor, thresholds: torch.Tensor | float) -> torch.Tensor:
+    """Invert the channel values >= each image's threshold (256 leaves the image unchanged)."""
+    check_color_batch(images)
+    t = per_image(thresholds, images.shape[0], images.device, "thresholds").view(-1, 1, 1, 1)
+    return torch.where(images >= t, images.bitwise_not(), images)
+
+
+def invert(images: torch.Tensor) -> torch.Tensor:
+    """Return 255 - value for every channel value."""
+    check_color_batch(images)
+    return images.bitwise_not()
+
+
+def autocontrast(images: torch.Tensor) -> torch.Tensor:
+    """Stretch each channel of each image linearly so its min maps to 0 and its max to 255."""
+    check_color_batch(images)
+    x = images.float()
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    hi = x.amax(dim=(2, 3), keepdim=True)
+    # A flat channel (hi == lo) is left as it is, as PIL's ImageOps.autocontrast does.
+    flat = hi == lo
+    inv_scale = torch.where(flat, 1.0, (hi - lo) * (1.0 / 255.0))
+    lo = torch.where(flat, 0.0, lo)
+    return _to_uint8(x.sub_(lo).div_(inv_scale))
+
+
+def equalize(images: torch.Tensor) -> torch.Tensor:
+    """Equalize the histogram of each channel of each image, with PIL's ImageOps.equalize LUT."""
+    check_color_batch(images)
+    n, c, h, w = images.shape
+    if images.numel() == 0:
+        return images.clone()
+    flat = images.reshape(n * c, h * w).long()
+    # One bincount for every (image, channel) histogram at once: offset channel k's values by
+    # 256 * k so that each histogram owns its own 256 bins.
+    offsets = torch.arange(n * c, device=images.device)[:, None] * 256
+    hist = torch.bincount((flat + offsets).reshape(-1), minlength=n * c * 256).reshape(n * c, 256)
+    # PIL: step = (pixels - count of the highest occurring value) // 255, and
+    # lut[k] = (step // 2 + #pixels below k) // step; a channel with step == 0 is left unchanged.
+    top_count = hist.gather(1, flat.amax(dim=1, keepdim=True))
+    step = (h * w - top_count).div(255, rounding_mode="floor")
+    below = hist.cumsum(dim=1) - hist
+    lut = (below + step.div(2, rounding_mode="floor")).div(step.clamp(min=1), rounding_mode="floor")
+    lut = lut.clamp_(0, 255)
+    out = torch.where(step > 0, lut.gather(1, flat), flat)
+    return out.to(torch.uint8).reshape(n, c, h, w)

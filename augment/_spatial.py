@@ -1,0 +1,179 @@
+"""Pure batched spatial ops on uint8 (N, C, H, W) tensors, with per-image parameters.
+
+Geometric warps follow the conventions of torchvision.transforms.v2.functional on tensors, so a
+batch matches the same op applied image by image there: `rotate` turns counter-clockwise about
+the image centre, `shear_x`/`shear_y` shear about the top-left corner (as AutoAugment's
+`center=[0, 0]`), `translate_*` moves the content by +pixels (right / down).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_batch, check_interpolation, check_non_negative, per_image
+
+
+def pad_crop(
+    images: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor
+) -> torch.Tensor:
+    """Zero-pad each image by `padding`, then crop H x W at (top, left) of the padded image."""
+    check_batch(images)
+    check_non_negative(padding, "padding", integer=True)
+    n, c, h, w = images.shape
+    top = per_image(top, n, images.device, "top", torch.long)
+    left = per_image(left, n, images.device, "left", torch.long)
+    # Gather from the unpadded image: output (i, j) reads source (top + i - p, left + j - p), and
+    # sources outside the image are the zero padding.
+    rows = top[:, None] - padding + torch.arange(h, device=images.device)
+    cols = left[:, None] - padding + torch.arange(w, device=images.device)
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    index = rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :]
+    out = images.reshape(n, c, h * w).gather(2, index.reshape(n, 1, h * w).expand(n, c, h * w))
+    return out.reshape(n, c, h, w).masked_fill_(~inside[:, None], 0)
+
+
+def horizontal_flip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose entry in the boolean (N,) mask `flip` is True."""
+    check_batch(images)
+    flip = per_image(flip, images.shape[0], images.device, "flip", torch.bool)
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def erase_square(
+    images: torch.Tensor, size: int, center_y: torch.Tensor, center_x: torch.Tensor
+) -> torch.Tensor:
+    """Zero a size x size square centred at (center_y, center_x) per image, clipped at borders."""
+    check_batch(images)
+    check_non_negative(size, "size", integer=True)
+    n, _, h, w = images.shape
+    center_y = per_image(center_y, n, images.device, "center_y", torch.long)
+    center_x = per_image(center_x, n, images.device, "center_x", torch.long)
+    # Rows [cy - size // 2, cy - size // 2 + size): for even sizes exactly the square of DeVries &
+    # Taylor's reference code (y - size // 2 .. y + size // 2), for odd sizes still size rows.
+    y0 = (center_y - size // 2)[:, None]
+    x0 = (center_x - size // 2)[:, None]
+    ys = torch.arange(h, device=images.device)
+    xs = torch.arange(w, device=images.device)
+    in_rows = (ys >= y0) & (ys < y0 + size)
+    in_cols = (xs >= x0) & (xs < x0 + size)
+    mask = in_rows[:, :, None] & in_cols[:, None, :]
+    return images.masked_fill(mask[:, None], 0)
+
+
+def _warp(
+    images: torch.Tensor,
+    inverse: list[torch.Tensor],
+    interpolation: str,
+    fill: float,
+) -> torch.Tensor:
+    """Resample each image through its inverse affine map (six (N,) tensors, pixel-edge coords)."""
+    check_interpolation(interpolation)
+    n, c, h, w = images.shape
+    m00, m01, m02, m10, m11, m12 = inverse
+    # The maps take output to input positions in pixel-edge coordinates (origin at the top-left
+    # corner, pixel i centred at i + 0.5); affine_grid wants them in normalised coordinates
+    # (align_corners=False: x_norm = 2 * x / W - 1), i.e. theta = N @ M @ N^-1.
+    a01 = m01 * (h / w)
+    a10 = m10 * (w / h)
+    theta = torch.stack(
+        [
+            torch.stack([m00, a01, m00 + a01 + m02 * (2.0 / w) - 1.0], dim=1),
+            torch.stack([a10, m11, a10 + m11 + m12 * (2.0 / h) - 1.0], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
+    # Sampling (image - fill) with zero padding and adding fill back puts `fill` outside the
+    # image (and blends towards it at bilinear borders) without a second grid_sample.
+    x = images.float()
+    if fill:
+        x = x - fill
+    out = F.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
+    if fill:
+        out = out + fill
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _zeros_ones(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros(n, device=device), torch.ones(n, device=device)
+
+
+def rotate(
+    images: torch.Tensor,
+    angles: torch.Tensor | float,
+    *,
+    interpolation: str = "nearest",
+    fill: float = 0,
+) -> torch.Tensor:
+    """Rotate each image counter-clockwise by its angle in degrees about the image centre."""
+    check_batch(images)
+    n, _, h, w = images.shape
+    rad = per_image(angles, n, images.device, "angles") * (math.pi / 180.0)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    cx, cy = w / 2.0, h / 2.0
+    # Output point p reads input c + R (p - c), R = [[cos, -sin], [sin, cos]] (y points down).
+    inverse = [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy]
+    return _warp(images, inverse, interpolation, fill)
+
+
+def shear_x(
+    images: torch.Tensor,
+    factors: torch.Tensor | float,
+    *,
+    interpolation: str = "nearest",
+    fill: float = 0,
+) -> torch.Tensor:
+    """Shear each image horizontally: output (x, y) reads input (x + factor * y, y)."""
+    check_batch(images)
+    n = images.shape[0]
+    m = per_image(factors, n, images.device, "factors")
+    zeros, ones = _zeros_ones(n, images.device)
+    return _warp(images, [ones, m, zeros, zeros, ones, zeros], interpolation, fill)
+
+
+def shear_y(
+    images: torch.Tensor,
+    factors: torch.Tensor | float,
+    *,
+    interpolation: str = "nearest",
+    fill: float = 0,
+) -> torch.Tensor:
+    """Shear each image vertically: output (x, y) reads input (x, y + factor * x)."""
+    check_batch(images)
+    n = images.shape[0]
+    m = per_image(factors, n, images.device, "factors")
+    zeros, ones = _zeros_ones(n, images.device)
+    return _warp(images, [ones, zeros, zeros, m, ones, zeros], interpolation, fill)
+
+
+def translate_x(
+    images: torch.Tensor,
+    pixels: torch.Tensor | float,
+    *,
+    interpolation: str = "nearest",
+    fill: float = 0,
+) -> torch.Tensor:
+    """Move each image's content right by its number of pixels (left when negative)."""
+    check_batch(images)
+    n = images.shape[0]
+    t = per_image(pixels, n, images.device, "pixels")
+    zeros, ones = _zeros_ones(n, images.device)
+    return _warp(images, [ones, zeros, -t, zeros, ones, zeros], interpolation, fill)
+
+
+def translate_y(
+    images: torch.Tensor,
+    pixels: torch.Tensor | float,
+    *,
+    interpolation: str = "nearest",
+    fill: float = 0,
+) -> torch.Tensor:
+    """Move each image's content down by its number of pixels (up when negative)."""
+    check_batch(images)
+    n = images.shape[0]
+    t = per_image(pixels, n, images.device, "pixels")
+    zeros, ones = _zeros_ones(n, images.device)
+    return _warp(images, [ones, zeros, zeros, zeros, ones, -t], interpolation, fill)

@@ -1,0 +1,55 @@
+"""`PolicyTransform`: a policy as an ordinary per-sample torchvision transform."""
+
+from __future__ import annotations
+
+import os
+
+import PIL.Image
+import torch
+from torch import nn
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+
+from ._policy import Policy, load_policy
+
+
+class PolicyTransform(nn.Module):
+    """Apply a Policy to one PIL image or (C, H, W) uint8 tensor; returns the same type.
+
+    With `generator=None` every call seeds a fresh generator from torch's global RNG, so
+    DataLoader workers (which torch seeds differently) draw different augmentations, as with
+    torchvision's own random transforms. Pass a generator for reproducible draws.
+    """
+
+    def __init__(
+        self, policy: Policy | str | os.PathLike[str] = "cifar10", *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self.generator = generator
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self.generator is not None:
+            return self.generator
+        seed = int(torch.randint(0, 2**62, (1,)))
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def forward(self, img: PIL.Image.Image | torch.Tensor) -> PIL.Image.Image | torch.Tensor:
+        """Return `img` augmented by one draw of the policy."""
+        if isinstance(img, PIL.Image.Image):
+            if img.mode not in ("RGB", "L"):
+                raise TypeError(f"PIL images must have mode RGB or L, got {img.mode!r}")
+            batch = TF.pil_to_tensor(img).unsqueeze(0)
+            out = self.policy.apply(batch, self._generator(batch.device))
+            return TF.to_pil_image(out[0], mode=img.mode)
+        if isinstance(img, torch.Tensor):
+            if img.ndim != 3:
+                raise ValueError(f"expected a (C, H, W) image tensor, got shape {tuple(img.shape)}")
+            plain = img.as_subclass(torch.Tensor)
+            out = self.policy.apply(plain.unsqueeze(0), self._generator(plain.device))[0]
+            return tv_tensors.wrap(out, like=img) if isinstance(img, tv_tensors.TVTensor) else out
+        raise TypeError(f"expected a PIL image or a torch.Tensor, got {type(img).__name__}")
+
+    def extra_repr(self) -> str:
+        return f"{len(self.policy.sub_policies)} sub-policies"

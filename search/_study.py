@@ -1,0 +1,175 @@
+"""The study database: opening Optuna's RDB storage safely, study metadata, interrupted trials.
+
+Every URL shown to a person or written to a file goes through `redact` first.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+STORAGE_ENV = "SEARCH_STORAGE"
+STUDIES_DIR = Path("studies")
+# A driver refreshes its heartbeat this often; a run silent for STALE_AFTER is taken as dead.
+HEARTBEAT_INTERVAL = 20.0
+STALE_AFTER = 90.0
+RUN_ATTR_PREFIX = "run:"
+INTERRUPTED_REASON = "interrupted"
+
+
+class StudyError(ValueError):
+    """A storage URL or study that cannot be used as asked; the message says why and what to do."""
+
+
+def default_storage_url(study: str, studies_dir: Path = STUDIES_DIR) -> str:
+    """`sqlite:///<studies_dir>/<study>.db` (absolute, so Ray workers see the same file)."""
+    return f"sqlite:///{(studies_dir / f'{study}.db').resolve()}"
+
+
+def resolve_storage_url(storage: str | None, study: str, studies_dir: Path = STUDIES_DIR) -> str:
+    """The URL to use: `--storage`, else `$SEARCH_STORAGE`, else the default SQLite file."""
+    return storage or os.environ.get(STORAGE_ENV) or default_storage_url(study, studies_dir)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable storage URL>"
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> Any:
+    """Optuna's RDBStorage for `url`, with one-line errors for the usual ways it goes wrong.
+
+    `must_exist` refuses to create a new SQLite file (for commands that only read a study).
+    """
+    import optuna
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise StudyError(
+            f"malformed storage URL {redact(url)!r}; expected an SQLAlchemy URL such as "
+            "sqlite:///studies/cnn_reg.db or postgresql://user@host/db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if not path or path == ":memory:":
+            raise StudyError("an in-memory SQLite storage cannot hold a study; give a file path")
+        if must_exist and not Path(path).exists():
+            raise StudyError(f"no study database at {path}; run a search first or pass --storage")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Several Ray trials and drivers write at once: wait for SQLite's lock, don't fail.
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+        if parsed.get_backend_name() == "postgresql":
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (ModuleNotFoundError, sqlalchemy.exc.NoSuchModuleError) as exc:
+        raise StudyError(
+            f"no database driver for {redact(url)!r} ({exc}); for PostgreSQL install "
+            "psycopg2-binary (pip install -e '.[postgres]')"
+        ) from None
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        raise StudyError(f"cannot reach storage {redact(url)!r}: {reason}") from None
+    except RuntimeError as exc:
+        if "upgrade" in str(exc).lower() or "schema" in str(exc).lower():
+            raise StudyError(
+                f"storage {redact(url)!r} was written by an incompatible Optuna schema; upgrade "
+                "it with: optuna storage upgrade --storage URL (back it up first)"
+            ) from None
+        raise StudyError(f"cannot open storage {redact(url)!r}: {exc}") from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise StudyError(f"cannot open storage {redact(url)!r}: {type(exc).__name__}") from None
+
+
+def study_exists(storage: Any, study: str) -> bool:
+    import optuna
+
+    return study in optuna.study.get_all_study_names(storage)
+
+
+def load_existing_study(storage: Any, study: str) -> Any:
+    """The named study; a missing one lists those that exist."""
+    import optuna
+
+    names = optuna.study.get_all_study_names(storage)
+    if study not in names:
+        known = ", ".join(names) if names else "none"
+        raise StudyError(f"no study named {study!r} in this storage; studies there: {known}")
+    return optuna.load_study(study_name=study, storage=storage)
+
+
+def new_run_id() -> str:
+    """An id for one driver process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def record_heartbeat(study: Any, run_id: str, status: str = "running") -> None:
+    """Mark this driver alive (or finished) in the study, for other drivers to see."""
+    study.set_user_attr(
+        RUN_ATTR_PREFIX + run_id, {"status": status, "heartbeat": time.time(), "pid": os.getpid()}
+    )
+
+
+def fail_interrupted_trials(study: Any, own_run_id: str | None = None) -> list[int]:
+    """Mark FAIL every RUNNING trial whose driver is gone, with the reason; returns their numbers.
+
+    A driver is gone when it recorded itself finished or its heartbeat is older than
+    STALE_AFTER seconds. Trials of live drivers (another machine sharing the study) are left alone.
+    """
+    import optuna
+
+    runs = {
+        key[len(RUN_ATTR_PREFIX):]: value
+        for key, value in study.user_attrs.items()
+        if key.startswith(RUN_ATTR_PREFIX)
+    }
+    now = time.time()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        run_id = trial.user_attrs.get("run_id")
+        run = runs.get(run_id) if run_id else None
+        alive = (
+            run is not None and run_id != own_run_id and run.get("status") == "running"
+            and now - float(run.get("heartbeat", 0)) < STALE_AFTER
+        )
+        if alive:
+            continue
+        storage = study._storage
+        storage.set_trial_user_attr(
+            trial._trial_id, "fail_reason",
+            f"{INTERRUPTED_REASON}: the search driver ({run_id or 'unknown'}) stopped before "
+            "this trial finished",
+        )
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        failed.append(trial.number)
+    return failed
+
+
+def count_finished(study: Any) -> int:
+    """Trials that count towards --trials: COMPLETE, PRUNED, and FAIL other than interrupted."""
+    import optuna
+
+    states = optuna.trial.TrialState
+    count = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state in (states.COMPLETE, states.PRUNED):
+            count += 1
+        elif trial.state == states.FAIL and not str(
+            trial.user_attrs.get("fail_reason", "")
+        ).startswith(INTERRUPTED_REASON):
+            count += 1
+    return count

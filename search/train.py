@@ -1,0 +1,158 @@
+"""One training run from the command line: `python -m search.train --model cnn_reg --epochs 20`.
+
+Prints an epoch table, then evaluates once on the test split in the reference report's format.
+`--recipe report` is the reference report's final recipe (125 epochs, Adam, batch 32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from training import (
+    DATA_ENV,
+    REPORT_RECIPE,
+    DataError,
+    NonFiniteLossError,
+    TrainConfig,
+    evaluate,
+    load_cifar10,
+    resolve_device,
+    train,
+    train_val_split,
+)
+
+from ._console import EPOCH_HEADER, fail, format_epoch, format_test_report
+
+RECIPES = {"default": TrainConfig(), "report": REPORT_RECIPE}
+
+
+def floats(text: str) -> tuple[float, ...]:
+    """'0.6,0.8' -> (0.6, 0.8)."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """The options of one training run; every default shown is TrainConfig's."""
+    d = TrainConfig()
+    g = parser.add_argument_group("training (defaults: TrainConfig, or the --recipe)")
+    g.add_argument("--model", help=f"model name from the registry (default: {d.model})")
+    g.add_argument("--epochs", type=int, help=f"epochs to train (default: {d.epochs})")
+    g.add_argument("--batch-size", type=int, help=f"batch size (default: {d.batch_size})")
+    g.add_argument("--optimizer", choices=["adam", "sgd"], help=f"default: {d.optimizer}")
+    g.add_argument("--lr", type=float, help=f"initial learning rate (default: {d.lr})")
+    g.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
+                   help=f"Nesterov momentum for SGD (default: {d.nesterov})")
+    g.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
+    g.add_argument("--schedule", choices=["multistep", "cosine", "constant"],
+                   help=f"learning-rate schedule (default: {d.schedule})")
+    g.add_argument("--milestones", type=floats,
+                   help="MultiStepLR milestones as fractions of the run, e.g. 0.6,0.8 = epochs "
+                        f"75,100 of 125 (default: {','.join(map(str, d.milestones))})")
+    g.add_argument("--gamma", type=float, help=f"MultiStepLR factor (default: {d.gamma})")
+    g.add_argument("--label-smoothing", type=float, help=f"default: {d.label_smoothing}")
+    g.add_argument("--dropout", type=floats,
+                   help="cnn_reg dropout after each pool, p1,p2,p3 (default: 0.2,0.3,0.4)")
+    g.add_argument("--crop-padding", type=int,
+                   help=f"random-crop padding in pixels, 0 = off (default: {d.crop_padding})")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                   help=f"random horizontal flip (default: {d.flip})")
+    g.add_argument("--rotation", type=float,
+                   help=f"random rotation, max degrees either way, 0 = off (default: {d.rotation})")
+    g.add_argument("--cutout", type=int, help=f"Cutout square side, 0 = off (default: {d.cutout})")
+    g.add_argument("--policy",
+                   help="AutoAugment policy: 'cifar10' or a policy JSON file (default: none)")
+    g.add_argument("--patience", type=int,
+                   help="early stopping on validation loss after this many epochs without "
+                        "improvement, restoring the best weights (default: off)")
+    g.add_argument("--seed", type=int,
+                   help=f"fixes split, initialisation and augmentation (default: {d.seed})")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help=f"torch.compile the model (default: {d.compile})")
+
+
+def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    """`base` with every option the user gave applied."""
+    changes = {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            changes[f.name] = value
+    if getattr(args, "dropout", None) is not None:
+        changes["model_kwargs"] = {**base.model_kwargs, "dropout": tuple(args.dropout)}
+    return base.replace(**changes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m search.train",
+        description="Train one model on CIFAR-10, then evaluate once on the test split.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                        help="starting configuration; 'report' is the reference report's final "
+                             "recipe (cnn_reg, Adam 1e-3, batch 32, 125 epochs, LR x0.5 at epochs "
+                             "75 and 100, crop+flip+rotation 15)")
+    parser.add_argument("--data", default=None,
+                        help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data, downloaded "
+                             "when absent)")
+    parser.add_argument("--val-size", type=int, default=5000,
+                        help="stratified validation images carved from the training split")
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="stratified subset of the remaining training images (default: all)")
+    parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    parser.add_argument("--no-test", action="store_true",
+                        help="skip the final test-split evaluation")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="write the final weights (state dict) and config.json to this folder")
+    add_train_options(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args, RECIPES[args.recipe])
+        device = resolve_device(args.device)
+        data = load_cifar10(args.data, "train")
+        train_set, val_set = train_val_split(data, args.val_size, config.seed, args.train_size)
+        if args.val_size == 0:
+            val_set = None
+    except (ValueError, DataError) as exc:
+        fail(str(exc))
+    print(f"data: {data.source}  train {len(train_set)}  val {len(val_set) if val_set else 0}  "
+          f"device: {device}")
+    print(f"config: {json.dumps(config.to_dict())}")
+    print(EPOCH_HEADER, flush=True)
+    try:
+        result = train(
+            config, train_set, val_set, device=device,
+            on_epoch_end=lambda s: print(format_epoch(s, config.epochs), flush=True),
+        )
+    except NonFiniteLossError as exc:
+        fail(f"training diverged: {exc}; try a lower learning rate", code=1)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    print(f"best epoch {result.best_epoch}, wall time {result.wall_time:.1f} s"
+          + (" (stopped early)" if result.stopped_early else ""))
+    if args.save is not None:
+        import torch
+
+        args.save.mkdir(parents=True, exist_ok=True)
+        torch.save(result.model.state_dict(), args.save / "weights.pt")
+        (args.save / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if not args.no_test:
+        test = load_cifar10(args.data, "test")
+        print(format_test_report(evaluate(result.model, test, device=device)))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Data loading on the real JPEG files and on official-format and image trees the tests write."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from training import CIFAR10_CLASSES, DataError, load_cifar10, stratified_split, train_val_split
+
+
+def test_real_jpeg_train_split(cifar_train):
+    assert cifar_train.images.shape == (50000, 3, 32, 32)
+    assert cifar_train.images.dtype == torch.uint8
+    assert cifar_train.labels.bincount().tolist() == [5000] * 10
+    # Real photographs: pixel statistics close to CIFAR-10's published channel means.
+    means = cifar_train.images[::10].float().mean((0, 2, 3)) / 255
+    assert torch.allclose(means, torch.tensor([0.491, 0.482, 0.447]), atol=0.02)
+
+
+def test_real_jpeg_test_split(data_root):
+    test = load_cifar10(data_root, "test", download=False)
+    assert test.images.shape == (10000, 3, 32, 32)
+    assert test.labels.bincount().tolist() == [1000] * 10
+
+
+def _write_official(folder, n_per_batch=20, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    all_data, all_labels = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, n_per_batch).tolist()
+        # The real release was pickled by Python 2 with bytes keys.
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels, b"batch_label": b"x"}, f)
+        if name != "test_batch":
+            all_data.append(data)
+            all_labels += labels
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in CIFAR10_CLASSES]}, f)
+    return np.concatenate(all_data), all_labels
+
+
+def test_official_format(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    data, labels = _write_official(tmp_path / "cifar-10-batches-py")
+    for root in (tmp_path, tmp_path / "cifar-10-batches-py"):
+        train = load_cifar10(root, "train", download=False)
+        assert train.images.shape == (100, 3, 32, 32)
+        assert torch.equal(train.images, torch.from_numpy(data.reshape(-1, 3, 32, 32)))
+        assert train.labels.tolist() == labels
+    assert len(load_cifar10(tmp_path, "test", download=False)) == 20
+    assert list((tmp_path / "cache").glob("cifar10-train-*.pt")), "decoded tensors are cached"
+
+
+def test_official_format_str_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_official(folder)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({"data": np.zeros((3, 3072), np.uint8), "labels": [1, 2, 3]}, f)
+    test = load_cifar10(tmp_path, "test", download=False)
+    assert test.labels.tolist() == [1, 2, 3]
+
+
+def _png(color, size=(32, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_tree(root, files):
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def test_image_tree_folder_and_zip(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    files = {"train/cat/1.png": _png((10, 20, 30)), "train/airplane/1.png": _png((1, 2, 3)),
+             "train/truck/9.png": _png((200, 100, 0))}
+    _write_tree(tmp_path / "tree", files)
+    with zipfile.ZipFile(tmp_path / "train.zip", "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    for root in (tmp_path / "tree", tmp_path):
+        data = load_cifar10(root, "train", download=False)
+        # Class order is CIFAR-10's label order, not folder order.
+        assert sorted(data.labels.tolist()) == [0, 3, 9]
+        cat = data.images[data.labels == 3][0]
+        assert cat[:, 0, 0].tolist() == [10, 20, 30]
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"train/kitten/1.png": _png((0, 0, 0))}, "unknown class folder 'kitten'"),
+        ({"train/cat/1.png": _png((0, 0, 0), (64, 64))}, "is 64x64; expected 32x32"),
+        ({"train/cat/1.jpg": b"not an image"}, "cannot decode train/cat/1.jpg"),
+        ({"train/1.png": _png((0, 0, 0))}, "expected train/<class>/<image>"),
+    ],
+)
+def test_bad_image_tree(tmp_path, monkeypatch, files, message):
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    _write_tree(tmp_path, files)
+    with pytest.raises(DataError, match=message):
+        load_cifar10(tmp_path, "train", download=False)
+
+
+def test_missing_and_empty_data(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_cifar10(tmp_path / "nowhere", "train", download=False)
+    with pytest.raises(DataError, match="no CIFAR-10 train split found"):
+        load_cifar10(tmp_path, "train", download=False)
+    (tmp_path / "train.zip").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="cannot open .* as a zip file"):
+        load_cifar10(tmp_path, "train", download=False)
+
+
+def test_corrupt_official_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_official(folder)
+    (folder / "data_batch_3").write_bytes(b"\x80\x04truncated")
+    with pytest.raises(DataError, match="data_batch_3"):
+        load_cifar10(tmp_path, "train", download=False)
+
+
+def test_split_is_stratified_deterministic_and_disjoint(cifar_train):
+    train, val = train_val_split(cifar_train, 5000, seed=3)
+    assert len(train) == 45000 and len(val) == 5000
+    assert val.labels.bincount().tolist() == [500] * 10
+    kept, held = stratified_split(cifar_train.labels, 5000, seed=3)
+    assert not set(kept.tolist()) & set(held.tolist())
+    assert len(set(kept.tolist()) | set(held.tolist())) == 50000
+    again_kept, again_held = stratified_split(cifar_train.labels, 5000, seed=3)
+    assert torch.equal(held, again_held)
+    _, other = stratified_split(cifar_train.labels, 5000, seed=4)
+    assert not torch.equal(held, other)
+
+
+def test_train_size_subset_never_touches_validation(cifar_train):
+    train, val = train_val_split(cifar_train, 1000, seed=0, train_size=2000)
+    assert len(train) == 2000 and train.labels.bincount().tolist() == [200] * 10
+    # Images are unique in CIFAR-10, so compare pixel content between the two sets.
+    train_keys = {hash(img.numpy().tobytes()) for img in train.images}
+    val_keys = {hash(img.numpy().tobytes()) for img in val.images}
+    assert not train_keys & val_keys
+    with pytest.raises(ValueError, match="train_size 60000 is out of range"):
+        train_val_split(cifar_train, 1000, seed=0, train_size=60000)

@@ -1,0 +1,49 @@
+"""The training core: CIFAR-10 data as device-resident tensors and a fast training loop.
+
+It imports nothing from Ray or Optuna; searches drive it through `train(..., on_epoch_end=...)`.
+"""
+
+from __future__ import annotations
+
+from ._config import REPORT_RECIPE, TrainConfig
+from ._data import (
+    CIFAR10_CLASSES,
+    CIFAR10_SHORT_NAMES,
+    DATA_ENV,
+    DataError,
+    LabeledImages,
+    default_data_root,
+    load_cifar10,
+    stratified_split,
+    train_val_split,
+)
+from ._trainer import (
+    EpochStats,
+    EvalResult,
+    NonFiniteLossError,
+    TrainResult,
+    evaluate,
+    resolve_device,
+    train,
+)
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "CIFAR10_SHORT_NAMES",
+    "DATA_ENV",
+    "DataError",
+    "EpochStats",
+    "EvalResult",
+    "LabeledImages",
+    "NonFiniteLossError",
+    "REPORT_RECIPE",
+    "TrainConfig",
+    "TrainResult",
+    "default_data_root",
+    "evaluate",
+    "load_cifar10",
+    "resolve_device",
+    "stratified_split",
+    "train",
+    "train_val_split",
+]
