@@ -52,7 +52,10 @@ FILL = 128
 
 
 def _linspace(lo: float, hi: float) -> tuple[float, ...]:
-    return tuple(lo + (hi - lo) * i / (MAGNITUDE_BINS - 1) for i in range(MAGNITUDE_BINS))
+    # torch's float32 linspace, as torchvision builds the table: enhance bins such as 1.1 then
+    # truncate x * factor to the same uint8 value as torchvision's AutoAugment when the exact
+    # product is an integer.
+    return tuple(torch.linspace(lo, hi, MAGNITUDE_BINS, dtype=torch.float32).tolist())
 
 
 # (images, per-image values, interpolation, fill) -> images; values are already signed.
@@ -97,17 +100,17 @@ OPS: dict[str, OpSpec] = {
         lambda x, v, mode, fill: _spatial.rotate(x, v, interpolation=mode, fill=fill),
         _linspace(0.0, 30.0), True,
     ),
-    "Color": OpSpec(lambda x, v, mode, fill: _color.adjust_saturation(x, 1.0 + v),
+    "Color": OpSpec(lambda x, v, mode, fill: _color.adjust_saturation(x, 1.0 + v.double()),
                     _linspace(0.0, 0.9), True),
     "Posterize": OpSpec(lambda x, v, mode, fill: _color.posterize(x, v.long()),
                         tuple(float(round(b)) for b in _linspace(8.0, 4.0)), False),
     "Solarize": OpSpec(lambda x, v, mode, fill: _color.solarize(x, v),
                        _linspace(256.0, 0.0), False),
-    "Contrast": OpSpec(lambda x, v, mode, fill: _color.adjust_contrast(x, 1.0 + v),
+    "Contrast": OpSpec(lambda x, v, mode, fill: _color.adjust_contrast(x, 1.0 + v.double()),
                        _linspace(0.0, 0.9), True),
-    "Sharpness": OpSpec(lambda x, v, mode, fill: _color.adjust_sharpness(x, 1.0 + v),
+    "Sharpness": OpSpec(lambda x, v, mode, fill: _color.adjust_sharpness(x, 1.0 + v.double()),
                         _linspace(0.0, 0.9), True),
-    "Brightness": OpSpec(lambda x, v, mode, fill: _color.adjust_brightness(x, 1.0 + v),
+    "Brightness": OpSpec(lambda x, v, mode, fill: _color.adjust_brightness(x, 1.0 + v.double()),
                          _linspace(0.0, 0.9), True),
     "AutoContrast": OpSpec(lambda x, v, mode, fill: _color.autocontrast(x), None, False),
     "Equalize": OpSpec(lambda x, v, mode, fill: _color.equalize(x), None, False),

@@ -23,8 +23,15 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.clamp_(0, 255).to(torch.uint8)
 
 
-def _factors(images: torch.Tensor, factors: torch.Tensor | float, name: str) -> torch.Tensor:
-    return per_image(factors, images.shape[0], images.device, name).view(-1, 1, 1, 1)
+def _weights(images: torch.Tensor, factors: torch.Tensor | float) -> tuple[torch.Tensor, ...]:
+    """(f, 1 - f) per image as float32 (N, 1, 1, 1), each rounded once from float64.
+
+    torchvision takes the factor as a Python float and rounds f and 1 - f to float32
+    separately; doing the same keeps blends that land exactly on an integer (AutoAugment's
+    factors 1.1, 1.2, ... hit many) truncating to the same uint8 value.
+    """
+    f = per_image(factors, images.shape[0], images.device, "factors", torch.float64)
+    return f.float().view(-1, 1, 1, 1), (1.0 - f).float().view(-1, 1, 1, 1)
 
 
 def _grayscale(images: torch.Tensor) -> torch.Tensor:
@@ -37,35 +44,40 @@ def _grayscale(images: torch.Tensor) -> torch.Tensor:
     return luma.floor_().unsqueeze(1)
 
 
-def _blend(images: torch.Tensor, other: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+def _blend(
+    images: torch.Tensor, other: torch.Tensor, factors: torch.Tensor | float
+) -> torch.Tensor:
     """images * f + other * (1 - f) per image, back to uint8: PIL's ImageEnhance.enhance."""
-    return _to_uint8(images.float().mul_(factors).add_(other * (1.0 - factors)))
+    f, rest = _weights(images, factors)
+    # addcmul rounds like torchvision's add_(other, alpha=1 - f) (one rounding for the sum).
+    return _to_uint8(images.float().mul_(f).addcmul_(other, rest))
 
 
 def adjust_brightness(images: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
     """Scale each image by its factor (blend with black): AutoAugment's Brightness."""
     check_color_batch(images)
-    return _to_uint8(images.float().mul_(_factors(images, factors, "factors")))
+    f, _ = _weights(images, factors)
+    return _to_uint8(images.float().mul_(f))
 
 
 def adjust_saturation(images: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
     """Blend each image with its grayscale version: AutoAugment's Color."""
     check_color_batch(images)
-    return _blend(images, _grayscale(images), _factors(images, factors, "factors"))
+    return _blend(images, _grayscale(images), factors)
 
 
 def adjust_contrast(images: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
     """Blend each image with the mean of its grayscale version: AutoAugment's Contrast."""
     check_color_batch(images)
     mean = _grayscale(images).mean(dim=(1, 2, 3), keepdim=True)
-    return _blend(images, mean, _factors(images, factors, "factors"))
+    return _blend(images, mean, factors)
 
 
 def adjust_sharpness(images: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
     """Blend each image's interior with its 3x3-smoothed version: AutoAugment's Sharpness."""
     check_color_batch(images)
     n, c, h, w = images.shape
-    f = _factors(images, factors, "factors")
+    _, rest = _weights(images, factors)
     if h <= 2 or w <= 2:
         return images.clone()
     x = images.float()
@@ -73,7 +85,7 @@ def adjust_sharpness(images: torch.Tensor, factors: torch.Tensor | float) -> tor
     blurred = F.conv2d(x, kernel.expand(c, 1, 3, 3), groups=c).round_()
     # Like PIL, the one-pixel border keeps its original values.
     inner = x[:, :, 1:-1, 1:-1]
-    inner.add_(blurred.sub_(inner).mul_(1.0 - f))
+    inner.addcmul_(blurred.sub_(inner), rest)
     return _to_uint8(x)
 
 
@@ -104,11 +116,13 @@ def autocontrast(images: torch.Tensor) -> torch.Tensor:
     x = images.float()
     lo = x.amin(dim=(2, 3), keepdim=True)
     hi = x.amax(dim=(2, 3), keepdim=True)
+    # floor(255 * (x - lo) / (hi - lo)), PIL's LUT: numerator and denominator are exact integers
+    # in float32 and a non-integer quotient lies >= 1/255 from the next integer, so the floor is
+    # exact and the max maps to 255. (torchvision divides by (hi - lo) * (1 / 255) instead, which
+    # can land just below an integer: up to 1 % of its values come out one level lower.)
+    stretched = x.sub_(lo).mul_(255.0).div_((hi - lo).clamp_(min=1.0)).floor_()
     # A flat channel (hi == lo) is left as it is, as PIL's ImageOps.autocontrast does.
-    flat = hi == lo
-    inv_scale = torch.where(flat, 1.0, (hi - lo) * (1.0 / 255.0))
-    lo = torch.where(flat, 0.0, lo)
-    return _to_uint8(x.sub_(lo).div_(inv_scale))
+    return torch.where(hi == lo, images, stretched.to(torch.uint8))
 
 
 def equalize(images: torch.Tensor) -> torch.Tensor:

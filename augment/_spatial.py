@@ -69,23 +69,22 @@ def _warp(
     interpolation: str,
     fill: float,
 ) -> torch.Tensor:
-    """Resample each image through its inverse affine map (six (N,) tensors, pixel-edge coords)."""
+    """Resample each image through its inverse affine map (six (N,) tensors, centred coords)."""
     check_interpolation(interpolation)
     n, c, h, w = images.shape
-    m00, m01, m02, m10, m11, m12 = inverse
-    # The maps take output to input positions in pixel-edge coordinates (origin at the top-left
-    # corner, pixel i centred at i + 0.5); affine_grid wants them in normalised coordinates
-    # (align_corners=False: x_norm = 2 * x / W - 1), i.e. theta = N @ M @ N^-1.
-    a01 = m01 * (h / w)
-    a10 = m10 * (w / h)
-    theta = torch.stack(
-        [
-            torch.stack([m00, a01, m00 + a01 + m02 * (2.0 / w) - 1.0], dim=1),
-            torch.stack([a10, m11, a10 + m11 + m12 * (2.0 / h) - 1.0], dim=1),
-        ],
-        dim=1,
-    )
-    grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
+    device = images.device
+    # The maps take output to input positions in pixel units with the origin at the image
+    # centre (pixel i at i + 0.5 - W / 2). The sampling grid is what affine_grid(align_corners=
+    # False) computes, written out elementwise: a matmul there could run in TF32 on CUDA (and be
+    # off by ~0.03 px), and in this form it rounds like torchvision's _affine_grid, so nearest
+    # samples that fall exactly between two pixels (AutoAugment's shear bins 2 and 6 make whole
+    # rows of them) pick the same neighbour as torchvision.
+    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w, device=device)[None, None, :]
+    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=device)[None, :, None]
+    m00, m01, m02, m10, m11, m12 = (v.view(n, 1, 1) for v in inverse)
+    grid_x = (xs * (m00 / (0.5 * w)) + ys * (m01 / (0.5 * w))) + m02 / (0.5 * w)
+    grid_y = (xs * (m10 / (0.5 * h)) + ys * (m11 / (0.5 * h))) + m12 / (0.5 * h)
+    grid = torch.stack([grid_x, grid_y], dim=-1)
     # Sampling (image - fill) with zero padding and adding fill back puts `fill` outside the
     # image (and blends towards it at bilinear borders) without a second grid_sample.
     x = images.float()
@@ -98,6 +97,7 @@ def _warp(
 
 
 def _zeros_ones(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) zeros and ones, for the fixed entries of an inverse map."""
     return torch.zeros(n, device=device), torch.ones(n, device=device)
 
 
@@ -110,13 +110,12 @@ def rotate(
 ) -> torch.Tensor:
     """Rotate each image counter-clockwise by its angle in degrees about the image centre."""
     check_batch(images)
-    n, _, h, w = images.shape
+    n = images.shape[0]
     rad = per_image(angles, n, images.device, "angles") * (math.pi / 180.0)
     cos, sin = torch.cos(rad), torch.sin(rad)
-    cx, cy = w / 2.0, h / 2.0
-    # Output point p reads input c + R (p - c), R = [[cos, -sin], [sin, cos]] (y points down).
-    inverse = [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy]
-    return _warp(images, inverse, interpolation, fill)
+    zeros = torch.zeros_like(cos)
+    # Output point p reads input R p, R = [[cos, -sin], [sin, cos]] (y points down).
+    return _warp(images, [cos, -sin, zeros, sin, cos, zeros], interpolation, fill)
 
 
 def shear_x(
@@ -131,7 +130,9 @@ def shear_x(
     n = images.shape[0]
     m = per_image(factors, n, images.device, "factors")
     zeros, ones = _zeros_ones(n, images.device)
-    return _warp(images, [ones, m, zeros, zeros, ones, zeros], interpolation, fill)
+    # About the top-left corner: x_in = x + m * (y + H / 2) in centred coordinates.
+    h = images.shape[-2]
+    return _warp(images, [ones, m, m * (h / 2.0), zeros, ones, zeros], interpolation, fill)
 
 
 def shear_y(
@@ -146,7 +147,9 @@ def shear_y(
     n = images.shape[0]
     m = per_image(factors, n, images.device, "factors")
     zeros, ones = _zeros_ones(n, images.device)
-    return _warp(images, [ones, zeros, zeros, m, ones, zeros], interpolation, fill)
+    # About the top-left corner: y_in = y + m * (x + W / 2) in centred coordinates.
+    w = images.shape[-1]
+    return _warp(images, [ones, zeros, zeros, m, ones, m * (w / 2.0)], interpolation, fill)
 
 
 def translate_x(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
@@ -14,8 +15,10 @@ def make_sampler(name: str, seed: int) -> Any:
 
     samplers = optuna.samplers
     if name == "tpe":
-        return samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
-                                   warn_independent_sampling=False)
+        with warnings.catch_warnings():  # `group` is marked experimental; it is what makes
+            warnings.simplefilter("ignore")  # multivariate TPE work on conditional spaces
+            return samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True,
+                                       group=True)
     if name == "random":
         return samplers.RandomSampler(seed=seed)
     if name == "cmaes":

@@ -148,5 +148,13 @@ class TruthfulOptunaSearch(OptunaSearch):
     def save(self, checkpoint_path: str) -> None:
         return None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the tuner (searcher included) into tuner.pkl; the storage object inside
+        # would carry the database URL, password included. Nothing restores from that pickle.
+        state = self.__dict__.copy()
+        for key in ("_storage", "_ot_study", "_ot_trials"):
+            state[key] = None
+        return state
+
     def restore(self, checkpoint_path: str) -> None:
         raise RuntimeError("resume a search by re-running it: the study database is the record")

@@ -120,15 +120,33 @@ def new_run_id() -> str:
 def record_heartbeat(study: Any, run_id: str, status: str = "running") -> None:
     """Mark this driver alive (or finished) in the study, for other drivers to see."""
     study.set_user_attr(
-        RUN_ATTR_PREFIX + run_id, {"status": status, "heartbeat": time.time(), "pid": os.getpid()}
+        RUN_ATTR_PREFIX + run_id,
+        {"status": status, "heartbeat": time.time(), "pid": os.getpid(),
+         "host": socket.gethostname()},
     )
+
+
+def _run_alive(run: dict[str, Any] | None, now: float) -> bool:
+    """Whether the driver that wrote `run` still runs: by its pid on this host, else by its
+    heartbeat's age."""
+    if run is None or run.get("status") != "running":
+        return False
+    if run.get("host") == socket.gethostname() and run.get("pid"):
+        try:
+            os.kill(int(run["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # someone else's live process
+    return now - float(run.get("heartbeat", 0)) < STALE_AFTER
 
 
 def fail_interrupted_trials(study: Any, own_run_id: str | None = None) -> list[int]:
     """Mark FAIL every RUNNING trial whose driver is gone, with the reason; returns their numbers.
 
-    A driver is gone when it recorded itself finished or its heartbeat is older than
-    STALE_AFTER seconds. Trials of live drivers (another machine sharing the study) are left alone.
+    A driver is gone when it recorded itself finished, its process is gone (same host), or its
+    heartbeat is older than STALE_AFTER seconds. Trials of live drivers (another process or
+    machine sharing the study) are left alone.
     """
     import optuna
 
@@ -141,12 +159,7 @@ def fail_interrupted_trials(study: Any, own_run_id: str | None = None) -> list[i
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         run_id = trial.user_attrs.get("run_id")
-        run = runs.get(run_id) if run_id else None
-        alive = (
-            run is not None and run_id != own_run_id and run.get("status") == "running"
-            and now - float(run.get("heartbeat", 0)) < STALE_AFTER
-        )
-        if alive:
+        if run_id != own_run_id and _run_alive(runs.get(run_id) if run_id else None, now):
             continue
         storage = study._storage
         storage.set_trial_user_attr(

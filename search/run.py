@@ -32,7 +32,6 @@ from ._study import (
     new_run_id,
     open_storage,
     redact,
-    resolve_storage_url,
 )
 from ._version import project_version
 
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _open_study(storage, study_name, space_name, source, args, max_epochs, train_size):
-    """Load the study, or create it recording how it was made; refuse a different space."""
+    """Load the study, or create it; record how it was made; refuse a different space."""
     import optuna
 
     from ._study import study_exists
@@ -151,15 +150,17 @@ def _open_study(storage, study_name, space_name, source, args, max_epochs, train
         if recorded and recorded != space_name:
             fail(f"study {study_name!r} was created with space {recorded!r}, not "
                  f"{space_name!r}; pass --study NEW_NAME for a new study")
-        return study
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    else:
+        study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    # What a continued study was first made with stays recorded; only missing keys are filled.
     for key, value in {
         "space": space_name, "data_source": str(source), "project_version": project_version(),
         "metric": "val_accuracy", "max_epochs": max_epochs, "val_size": args.val_size,
         "train_size": train_size, "seed": args.seed, "sampler": args.sampler,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }.items():
-        study.set_user_attr(key, value)
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
     return study
 
 
@@ -198,8 +199,8 @@ def _run_search(args, space, study, storage, study_name, url, out_dir, max_epoch
     run_id = new_run_id()
     output_dir = out_dir / study_name
     scheduler = PruningASHA(
-        time_attr="training_iteration", max_t=max_epochs, grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor,
+        metric=METRIC, mode="max", time_attr="training_iteration", max_t=max_epochs,
+        grace_period=args.grace_period, reduction_factor=args.reduction_factor,
     )
     searcher = TruthfulOptunaSearch(
         space=space.suggest, metric=METRIC, mode="max", study_name=study_name, storage=storage,

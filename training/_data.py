@@ -1,4 +1,4 @@
-"""CIFAR-10 loading: the official python release or a folder-per-class image tree, cached as tensors.
+"""CIFAR-10 loading: the official python release or a folder-per-class tree, cached as tensors.
 
 Every source ends up as the same thing: a `LabeledImages` holding uint8 images (N, 3, 32, 32) and
 int64 labels in CIFAR-10's label order. Decoding happens once; later loads read a cached `.pt` file.
@@ -128,7 +128,8 @@ def _download(root: Path) -> Path:
     url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     try:
         download_and_extract_archive(
-            url, str(root), filename="cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a"
+            url, str(root), filename="cifar-10-python.tar.gz",
+            md5="c58f30108f718f92721af3b95e74349a",
         )
     except Exception as exc:
         raise DataError(

@@ -187,7 +187,9 @@ def train(
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 if step % _FINITE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
-                    raise NonFiniteLossError(f"training loss became {loss_sum.item()} at epoch {epoch}")
+                    raise NonFiniteLossError(
+                        f"training loss became {loss_sum.item()} at epoch {epoch}"
+                    )
         if config.schedule == "multistep":
             scheduler.step()
         train_loss = loss_sum.item()

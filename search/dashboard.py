@@ -1,0 +1,112 @@
+"""Browse a study live in optuna-dashboard: `python -m search.dashboard --study cnn_reg`.
+
+The dashboard has no authentication and can change the study (notes, renames, deletes), so it
+listens on 127.0.0.1 unless --host says otherwise, and warns when the host is not a loopback one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+from pathlib import Path
+
+from ._console import fail
+from ._study import (
+    STORAGE_ENV,
+    STUDIES_DIR,
+    StudyError,
+    load_existing_study,
+    open_storage,
+    redact,
+    resolve_storage_url,
+)
+
+LOOPBACK = "127.0.0.1"
+# Hosts that listen on every interface; a browser cannot open them, so the URL shows loopback.
+WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m search.dashboard",
+        description="Serve a study in optuna-dashboard (live: it shows trials as they finish).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--study", required=True, help="study name")
+    parser.add_argument("--storage", default=None,
+                        help=f"SQLAlchemy URL of the study database (default: ${STORAGE_ENV}, "
+                             "else sqlite:///OUT/STUDY.db)")
+    parser.add_argument("--out", type=Path, default=STUDIES_DIR,
+                        help="folder holding the study databases (for the default storage)")
+    parser.add_argument("--host", default=LOOPBACK,
+                        help="address to listen on; anything but loopback exposes the study, "
+                             "unauthenticated, to the network")
+    parser.add_argument("--port", type=_port, default=8080, help="TCP port to listen on")
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {value}")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` (an address or a name) only ever means this machine's loopback."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    if host.lower() == "localhost":
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # unresolvable: cannot prove it is private, so warn
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
+    )
+
+
+def dashboard_url(host: str, port: int, study_id: int | None = None) -> str:
+    """The address a browser on this machine opens: the study's page, or the dashboard root."""
+    shown = LOOPBACK if host in WILDCARD_HOSTS else host.strip("[]")
+    if ":" in shown:  # an IPv6 literal needs brackets in a URL
+        shown = f"[{shown}]"
+    path = f"/dashboard/studies/{study_id}" if study_id is not None else "/dashboard"
+    return f"http://{shown}:{port}{path}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    url = resolve_storage_url(args.storage, args.study, args.out.resolve())
+    try:
+        storage = open_storage(url, must_exist=True)
+        study = load_existing_study(storage, args.study)
+    except StudyError as exc:
+        fail(str(exc))
+
+    import optuna_dashboard
+
+    if not is_loopback(args.host):
+        print(f"warning: the dashboard has no authentication; listening on {args.host} lets "
+              "anyone who can reach this machine read and change the study", file=sys.stderr)
+    print(f"study {args.study!r} in {redact(url)}")
+    print(f"open {dashboard_url(args.host, args.port, study._study_id)}  (Ctrl-C stops)",
+          flush=True)
+    try:
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    except OSError as exc:  # port taken, address not on this machine, no permission
+        fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
