@@ -10,9 +10,10 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from training import TrainConfig
+if TYPE_CHECKING:  # importing training (torch) here would slow every command line
+    from training import TrainConfig
 
 
 @dataclass(frozen=True)

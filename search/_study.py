@@ -76,7 +76,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except (ModuleNotFoundError, sqlalchemy.exc.NoSuchModuleError) as exc:
+    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:
         raise StudyError(
             f"no database driver for {redact(url)!r} ({exc}); for PostgreSQL install "
             "psycopg2-binary (pip install -e '.[postgres]')"

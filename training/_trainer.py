@@ -116,10 +116,14 @@ def train(
     *,
     device: str | torch.device | None = None,
     on_epoch_end: Callable[[EpochStats], None] | None = None,
+    on_batch_end: Callable[[int, int], None] | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
 ) -> TrainResult:
     """Train `config.model` on `train_set`, validating on `val_set` after every epoch.
+
+    `on_batch_end(done, total)` is called after each batch with the epoch's progress (for a
+    progress bar; it costs nothing when not given).
 
     `checkpoint_path` gets the full state (weights, optimizer, schedule, random generators,
     history) after every epoch; with `resume=True` the run continues from it.
@@ -168,6 +172,7 @@ def train(
         order = torch.randperm(len(labels), device=device, generator=generator)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        batches_done = 0
         # Chunks hold whole batches, so every batch but the epoch's last has batch_size images.
         for chunk in order.split(max(1, _AUGMENT_CHUNK // config.batch_size) * config.batch_size):
             batch_images = augment(images[chunk], generator)
@@ -186,6 +191,9 @@ def train(
                     scheduler.step()
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
+                batches_done += 1
+                if on_batch_end is not None:
+                    on_batch_end(batches_done, steps_per_epoch)
                 if step % _FINITE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
                     raise NonFiniteLossError(
                         f"training loss became {loss_sum.item()} at epoch {epoch}"

@@ -1,0 +1,135 @@
+"""Shared fixtures: one real small search, made once per session, and a dashboard serving it.
+
+The study comes from `python -m search.run` on the real CIFAR-10 JPEGs (8 trials, 3 epochs,
+500 images), so reports and dashboards are tested on what a search really writes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STUDY = "cnn_reg"
+SEARCH_ARGS = ["--space", "cnn_reg", "--trials", "8", "--max-epochs", "3",
+               "--reduction-factor", "2", "--train-size", "500", "--val-size", "500"]
+
+
+@dataclass(frozen=True)
+class RealStudy:
+    """A finished search: its --out folder, study name, SQLite file and storage URL."""
+
+    out: Path
+    name: str
+    db: Path
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.db}"
+
+    def load(self):
+        import optuna
+
+        return optuna.load_study(study_name=self.name, storage=self.url)
+
+
+@pytest.fixture(scope="session")
+def real_study(data_root, tmp_path_factory) -> RealStudy:
+    """A real search of 8 trials (about a minute on two CPU cores); skipped without the data."""
+    out = tmp_path_factory.mktemp("search_out")
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.run", *SEARCH_ARGS, "--data", str(data_root),
+         "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"the search for the test study failed (exit {proc.returncode}):\n"
+                    f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    study = RealStudy(out=out, name=STUDY, db=out / f"{STUDY}.db")
+    assert study.db.exists(), proc.stdout
+    return study
+
+
+def free_port() -> int:
+    """A TCP port nobody on 127.0.0.1 listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 10.0):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.load(response)
+
+
+@dataclass
+class Dashboard:
+    """A running `python -m search.dashboard`: its port, the URL it printed, its log files."""
+
+    proc: subprocess.Popen
+    port: int
+    stdout: Path
+    stderr: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def printed(self) -> str:
+        return self.stdout.read_text()
+
+
+def start_dashboard(study: RealStudy, log_dir: Path, timeout: float = 60.0) -> Dashboard:
+    """Start the dashboard on a free port and wait until its API answers."""
+    port = free_port()
+    stdout, stderr = log_dir / "dashboard.out", log_dir / "dashboard.err"
+    # Files, not pipes: the server logs every request and would block on a full pipe.
+    with stdout.open("w") as out, stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search.dashboard", "--study", study.name,
+             "--storage", study.url, "--port", str(port)],
+            cwd=REPO, stdout=out, stderr=err,
+        )
+    dashboard = Dashboard(proc, port, stdout, stderr)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"the dashboard exited with {proc.returncode}:\n{stderr.read_text()}")
+        try:
+            get_json(f"{dashboard.base}/api/meta", timeout=2)
+            return dashboard
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                stop_dashboard(dashboard)
+                pytest.fail(f"the dashboard did not answer within {timeout:.0f} s:\n"
+                            f"{stderr.read_text()}")
+            time.sleep(0.3)
+
+
+def stop_dashboard(dashboard: Dashboard) -> None:
+    dashboard.proc.terminate()
+    try:
+        dashboard.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        dashboard.proc.kill()
+        dashboard.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def dashboard(real_study, tmp_path_factory) -> Iterator[Dashboard]:
+    """The dashboard serving the real study, shared by the API and browser tests."""
+    server = start_dashboard(real_study, tmp_path_factory.mktemp("dashboard"))
+    try:
+        yield server
+    finally:
+        stop_dashboard(server)
