@@ -31,6 +31,7 @@ class TrialSettings:
     seed: int
     output_dir: str  # absolute; trial folders go under output_dir/trials/
     cpus_per_trial: int
+    model: str | None = None  # replaces the space's model (e.g. a policy search's child)
 
 
 def trial_dir(output_dir: str | Path, number: int) -> Path:
@@ -48,6 +49,9 @@ def run_trial(
     train_config = get_space(settings.space).to_config(params).replace(
         epochs=settings.max_epochs, seed=settings.seed + number
     )
+    if settings.model and settings.model != train_config.model:
+        # The space's model arguments (e.g. cnn_reg's dropout) belong to its own model.
+        train_config = train_config.replace(model=settings.model, model_kwargs={})
     torch.set_num_threads(max(1, settings.cpus_per_trial))
     use_cuda = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
     device = torch.device("cuda" if use_cuda else "cpu")

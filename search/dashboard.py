@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=None,
                         help=f"SQLAlchemy URL of the study database (default: ${STORAGE_ENV}, "
                              "else sqlite:///OUT/STUDY.db)")
-    parser.add_argument("--out", type=Path, default=STUDIES_DIR,
+    parser.add_argument("--studies-dir", "--out", dest="out", type=Path, default=STUDIES_DIR,
                         help="folder holding the study databases (for the default storage)")
     parser.add_argument("--host", default=LOOPBACK,
                         help="address to listen on; anything but loopback exposes the study, "

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=None,
                         help=f"SQLAlchemy URL of the study database (default: ${STORAGE_ENV}, "
                              "else sqlite:///OUT/STUDY.db)")
-    parser.add_argument("--out", type=Path, default=STUDIES_DIR,
+    parser.add_argument("--studies-dir", "--out", dest="out", type=Path, default=STUDIES_DIR,
                         help="folder for study databases and outputs")
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help=f"HTML file to write (default: OUT/STUDY/{REPORT_NAME})")

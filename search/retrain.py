@@ -98,10 +98,13 @@ def main(argv: list[str] | None = None) -> None:
             **({"policy": args.policy} if args.policy else {}),
             **({"patience": args.patience} if args.patience else {}),
         )
+        model = study.user_attrs.get("model_override")
+        if model and model != config.model:
+            config = config.replace(model=model, model_kwargs={})
         if config.policy:
-            from augment import load_policy
+            from training import resolve_policy
 
-            load_policy(config.policy)  # a bad policy file fails here, before any output
+            resolve_policy(config.policy)  # a bad policy file fails here, before any output
         device = resolve_device(args.device)
         data = load_cifar10(args.data, "train")
         test = load_cifar10(args.data, "test")
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         if config.patience and val_set is None:
             raise ValueError("--patience needs the validation split; drop --full-train")
         out = _output_folder(args, study.study_name)
-    except (StudyError, DataError, ValueError) as exc:
+    except (StudyError, DataError, ValueError, OSError) as exc:
         fail(str(exc))
 
     out.mkdir(parents=True, exist_ok=True)

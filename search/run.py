@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="epochs every trial gets before ASHA may stop it")
     parser.add_argument("--reduction-factor", type=positive_int, default=3,
                         help="ASHA keeps 1/this of the trials at each rung")
+    parser.add_argument("--model", default=None,
+                        help="replace the space's model, e.g. the child model of a policy "
+                             "search (default: the space's)")
     parser.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler")
     parser.add_argument("--gpus-per-trial", type=float, default=None,
                         help="GPU share of a trial, e.g. 0.25 = four trials per GPU "
@@ -84,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fixes the split, the sampler and each trial's seed (seed+number)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster address to join (default: start a local Ray)")
-    parser.add_argument("--out", type=Path, default=STUDIES_DIR,
+    parser.add_argument("--studies-dir", "--out", dest="out", type=Path, default=STUDIES_DIR,
                         help="folder for study databases and outputs")
     parser.add_argument("--verbose", action="store_true", help="one line per trial epoch")
     return parser
@@ -108,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
         0 <= args.gpus_per_trial and math.isfinite(args.gpus_per_trial)
     ):
         fail(f"--gpus-per-trial {args.gpus_per_trial} is invalid; expected a number >= 0")
+    if args.model is not None:
+        from models import list_models
+
+        if args.model not in list_models():
+            fail(f"unknown model {args.model!r}; expected one of: {', '.join(list_models())}")
     out_dir = args.out.resolve()
     url = args.storage or os.environ.get(STORAGE_ENV) or default_storage_url(study_name, out_dir)
 
@@ -150,6 +158,11 @@ def _open_study(storage, study_name, space_name, source, args, max_epochs, train
         if recorded and recorded != space_name:
             fail(f"study {study_name!r} was created with space {recorded!r}, not "
                  f"{space_name!r}; pass --study NEW_NAME for a new study")
+        model = study.user_attrs.get("model_override")
+        if args.model and model != args.model:
+            was = model or "the space's own model"
+            fail(f"study {study_name!r} was created with {was}, not --model {args.model}; "
+                 "pass --study NEW_NAME for a new study")
     else:
         study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
     # What a continued study was first made with stays recorded; only missing keys are filled.
@@ -157,6 +170,7 @@ def _open_study(storage, study_name, space_name, source, args, max_epochs, train
         "space": space_name, "data_source": str(source), "project_version": project_version(),
         "metric": "val_accuracy", "max_epochs": max_epochs, "val_size": args.val_size,
         "train_size": train_size, "seed": args.seed, "sampler": args.sampler,
+        "model_override": args.model,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }.items():
         if key not in study.user_attrs:
@@ -209,7 +223,8 @@ def _run_search(args, space, study, storage, study_name, url, out_dir, max_epoch
     )
     progress = SearchProgress(searcher, args.trials, already, max_epochs, verbose=args.verbose)
     settings = TrialSettings(space=space.name, max_epochs=max_epochs, seed=args.seed,
-                             output_dir=str(output_dir), cpus_per_trial=cpus_per_trial)
+                             output_dir=str(output_dir), cpus_per_trial=cpus_per_trial,
+                             model=args.model or study.user_attrs.get("model_override"))
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, settings=settings, train_set=train_set, val_set=val_set),
         {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
@@ -272,15 +287,20 @@ def _print_summary(study_name: str, url: str, args: argparse.Namespace) -> None:
           f"{best.user_attrs.get('epochs_run', '?')} epochs")
     print("configuration: " + json.dumps(best.params, sort_keys=True))
     print(f"checkpoint: {best.user_attrs.get('checkpoint_path', '-')}")
-    command = ["python", "-m", "search.retrain", "--study", study_name, "--trial",
-               str(best.number)]
+    where = []  # how the other commands find this study
     if args.storage:
-        command += ["--storage", redact(args.storage)]
-    if args.data:
-        command += ["--data", args.data]
+        where += ["--storage", redact(args.storage)]
     if args.out != STUDIES_DIR:
-        command += ["--out", str(args.out)]
-    print("retrain it to full length: " + shlex.join(command))
+        where += ["--studies-dir", str(args.out)]
+    if isinstance(get_space(study.user_attrs.get("space", args.space)).to_config(
+            best.params).policy, tuple):
+        export = ["python", "-m", "search.export_policy", "--study", study_name, "-o",
+                  "policy.json", *where]
+        print("export the best policies: " + shlex.join(export))
+    else:
+        retrain = ["python", "-m", "search.retrain", "--study", study_name, "--trial",
+                   str(best.number), *where, *(["--data", args.data] if args.data else [])]
+        print("retrain it to full length: " + shlex.join(retrain))
     sys.stdout.flush()
 
 

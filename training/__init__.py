@@ -25,6 +25,7 @@ from ._trainer import (
     build_model,
     evaluate,
     resolve_device,
+    resolve_policy,
     train,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "evaluate",
     "load_cifar10",
     "resolve_device",
+    "resolve_policy",
     "stratified_split",
     "train",
     "train_val_split",

@@ -32,7 +32,10 @@ class TrainConfig:
     flip: bool = True
     rotation: float = 0.0  # maximum degrees either way
     cutout: int = 0  # side of the square, pixels; 0 = off
-    policy: str | None = None  # a policy name ("cifar10") or a policy JSON path
+    # AutoAugment policy: a name ("cifar10"), a policy JSON path, or the sub-policies inline as
+    # [[[op, probability, magnitude], [op, probability, magnitude]], ...] (what a policy
+    # search's trials carry).
+    policy: str | tuple | None = None
     patience: int | None = None  # early stopping on validation loss; None = off
     seed: int = 0
     compile: bool = False  # torch.compile the model (CUDA only)
@@ -52,6 +55,12 @@ class TrainConfig:
             "milestones", self.milestones, "increasing fractions of the run, each in (0, 1)",
         )
         object.__setattr__(self, "milestones", milestones)
+        if self.policy is not None and not isinstance(self.policy, str):
+            # Tuples all the way down: the config stays hashable and compares equal after a
+            # JSON round trip (which turns tuples into lists).
+            object.__setattr__(self, "policy", tuple(
+                tuple(tuple(step) for step in sub) for sub in self.policy
+            ))
         _check(0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
         _check(
             0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
@@ -77,6 +86,8 @@ class TrainConfig:
         """Plain JSON-able values."""
         values = dataclasses.asdict(self)
         values["milestones"] = list(self.milestones)
+        if isinstance(self.policy, tuple):
+            values["policy"] = [[list(step) for step in sub] for sub in self.policy]
         return values
 
     @classmethod

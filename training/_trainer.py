@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from augment import build_batch_augment, load_policy
+from augment import Policy, build_batch_augment, load_policy
 from models import create_model
 
 from ._config import TrainConfig
@@ -100,6 +100,15 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def resolve_policy(policy: str | tuple | None) -> Policy | None:
+    """The augment.Policy a config names (built-in or file) or holds inline; None for none."""
+    if policy is None:
+        return None
+    if isinstance(policy, str):
+        return load_policy(policy)
+    return Policy(policy)
+
+
 def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
     """The configured model on `device` (channels_last on CUDA), initialised from the seed."""
     torch.manual_seed(config.seed)
@@ -135,7 +144,7 @@ def train(
         raise ValueError("early stopping (patience) needs a validation set")
     start = time.perf_counter()
     model = build_model(config, device)
-    policy = load_policy(config.policy) if config.policy else None
+    policy = resolve_policy(config.policy)
     augment = build_batch_augment(
         crop_padding=config.crop_padding, flip=config.flip, rotation=config.rotation,
         cutout=config.cutout, policy=policy,

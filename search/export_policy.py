@@ -1,0 +1,98 @@
+"""Export a policy search: `python -m search.export_policy --study policy -o policy.json`.
+
+Merges the sub-policies of the study's best completed trials, best first, de-duplicated, into one
+CIFAR10Policy-style JSON (25 sub-policies by default, as in AutoAugment's CIFAR-10 policy, which
+merged the best 5 policies of 5 sub-policies each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ._console import fail
+from ._space import get_space
+from ._study import (
+    STUDIES_DIR,
+    StudyError,
+    load_existing_study,
+    open_storage,
+    resolve_storage_url,
+)
+
+
+def merge_sub_policies(study, count: int) -> tuple[list, list[int]]:
+    """Up to `count` distinct sub-policies from the best COMPLETE trials, and the trials used."""
+    import optuna
+
+    space = get_space(study.user_attrs.get("space", study.study_name))
+    complete = [t for t in study.get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    complete.sort(key=lambda t: t.value, reverse=True)
+    merged, seen, used = [], set(), []
+    for trial in complete:
+        policy = space.to_config(trial.params).policy
+        if not isinstance(policy, tuple):
+            raise StudyError(
+                f"study {study.study_name!r} (space {space.name!r}) does not search policies; "
+                "expected a study made with --space policy"
+            )
+        took = False
+        for sub in policy:
+            if len(merged) == count:
+                break
+            # A sub-policy whose steps never apply is a no-op; it would only dilute the policy.
+            if sub in seen or all(step[1] == 0 for step in sub):
+                continue
+            seen.add(sub)
+            merged.append(sub)
+            took = True
+        if took:
+            used.append(trial.number)
+        if len(merged) == count:
+            break
+    return merged, used
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m search.export_policy",
+        description="Merge a policy study's best sub-policies into one policy JSON.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--study", required=True, help="policy study name")
+    parser.add_argument("--storage", default=None,
+                        help="study database URL (default: $SEARCH_STORAGE, else "
+                             "sqlite:///studies/STUDY.db)")
+    parser.add_argument("--studies-dir", type=Path, default=STUDIES_DIR,
+                        help="where studies keep their databases")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="policy JSON to write")
+    parser.add_argument("--count", type=int, default=25, help="sub-policies in the export")
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        fail(f"--count {args.count} is invalid; expected a whole number >= 1")
+    url = resolve_storage_url(args.storage, args.study, args.studies_dir.resolve())
+    try:
+        study = load_existing_study(open_storage(url, must_exist=True), args.study)
+        merged, used = merge_sub_policies(study, args.count)
+    except (StudyError, ValueError) as exc:
+        fail(str(exc))
+    if not merged:
+        fail(f"study {args.study!r} has no completed trial with a usable policy; run or "
+             "continue the policy search first")
+
+    from augment import Policy, save_policy
+
+    tmp = args.output.with_name(args.output.name + ".tmp")
+    save_policy(Policy(tuple(merged)), tmp)
+    os.replace(tmp, args.output)
+    print(f"wrote {len(merged)} sub-policies from trials "
+          + ", ".join(f"#{n}" for n in used) + f" to {args.output}")
+    if len(merged) < args.count:
+        print(f"note: only {len(merged)} distinct sub-policies were available (asked for "
+              f"{args.count}); more trials give more")
+
+
+if __name__ == "__main__":
+    main()
