@@ -15,6 +15,7 @@ from ._searcher import METRIC, TruthfulOptunaSearch
 
 # The last line of a Python traceback: "SomeError: message".
 _ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt)[\w]*)(:.*)?$")
+_PID = re.compile(r"^\s*pid: (\d+)\s*$", re.MULTILINE)
 
 
 def error_summary(text: str) -> str:
@@ -27,6 +28,26 @@ def error_summary(text: str) -> str:
         if _ERROR_LINE.match(line):
             return line[:500]
     return (lines[-1] if lines else "the trial failed without a message")[:500]
+
+
+def trial_error_message(trial: Trial) -> str:
+    """Why a trial errored, in one line: the exception line, or that its worker process died."""
+    text = ""
+    if trial.error_file and Path(trial.error_file).exists():
+        text = Path(trial.error_file).read_text(errors="replace")
+    try:
+        error = trial.get_pickled_error()
+    except Exception:  # an unreadable pickle still leaves the text
+        error = None
+    from ray.exceptions import RayActorError
+
+    if isinstance(error, RayActorError):
+        # Ray's text for this names no exception and runs to a paragraph of possible causes.
+        pid = _PID.search(text)
+        return (f"worker died: the Ray worker process running the trial"
+                f"{f' (pid {pid.group(1)})' if pid else ''} ended unexpectedly (killed, out of "
+                f"memory or crashed; {type(error).__name__})")
+    return error_summary(text)
 
 
 class SearchProgress(Callback):
@@ -96,9 +117,6 @@ class SearchProgress(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         self.running = max(0, self.running - 1)
         self.done += 1
-        text = ""
-        if trial.error_file and Path(trial.error_file).exists():
-            text = Path(trial.error_file).read_text(errors="replace")
-        message = error_summary(text)
+        message = trial_error_message(trial)
         self.searcher.record_error(trial.trial_id, message)
         self._say(f"trial {self._number(trial)} FAIL: {message}")

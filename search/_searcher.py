@@ -6,7 +6,9 @@ records the final epoch's intermediate value, and a failed trial carries no reas
 - ASHA's stop decisions are recorded by `PruningASHA`; such trials are told PRUNED;
 - a trial is COMPLETE only when its trainable reported `finished`;
 - any other end (Ctrl+C, driver shutdown) is FAIL with the reason, so the sampler learns nothing
-  false; errors are FAIL with the error text, recorded before the trial is told.
+  false; errors are FAIL with the error text, recorded before the trial is told;
+- with a `target`, no trial is asked for once the study holds that many finished or live trials,
+  so several drivers sharing one study stop at --trials together.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from typing import Any
 import optuna
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
+
+from ._study import count_claimed
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +50,8 @@ class TruthfulOptunaSearch(OptunaSearch):
     """`OptunaSearch` whose study holds true trial states, all intermediate values and reasons.
 
     `trial_attrs` are set as user attributes on every trial it asks for (e.g. the run id).
+    `target` is the study's --trials: once the study holds that many (see `count_claimed`), the
+    search asks for no more, whichever driver ran them.
     """
 
     def __init__(
@@ -52,11 +59,13 @@ class TruthfulOptunaSearch(OptunaSearch):
         *args: Any,
         scheduler: PruningASHA,
         trial_attrs: dict[str, Any] | None = None,
+        target: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._scheduler = scheduler
         self._trial_attrs = dict(trial_attrs or {})
+        self._target = target
         self._reported_steps: dict[str, set[int]] = {}
         self._pending_errors: dict[str, dict | None] = {}
         self.stopping = False  # set by the driver on Ctrl+C: unfinished trials are interrupted
@@ -65,7 +74,9 @@ class TruthfulOptunaSearch(OptunaSearch):
     def study(self) -> optuna.Study:
         return self._ot_study
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self._target is not None and self._target_reached():
+            return Searcher.FINISHED
         config = super().suggest(trial_id)
         if config is None:
             return None
@@ -118,6 +129,34 @@ class TruthfulOptunaSearch(OptunaSearch):
         if result and EPOCH in result:
             ot_trial.set_user_attr("epochs_run", int(result[EPOCH]))
         self._tell(trial_id, TrialState.FAIL)
+
+    def fail_unfinished(self) -> list[int]:
+        """Tell FAIL (interrupted) every trial asked for but never told; returns their numbers.
+
+        Tune stops the live trials of an interrupted run without telling the searcher, so after
+        `fit` these would stay RUNNING in the study.
+        """
+        failed = []
+        why = "the search was stopped (Ctrl+C)" if self.stopping else "the search ended"
+        for trial_id, ot_trial in list(self._ot_trials.items()):
+            if trial_id in self._completed_trials or trial_id in self._pending_errors:
+                continue
+            try:
+                ot_trial.set_user_attr("fail_reason", f"interrupted: {why} before it finished")
+                steps = self._reported_steps.get(trial_id)
+                ot_trial.set_user_attr("epochs_run", max(steps) if steps else 0)
+            except Exception as exc:  # the next driver's start marks it FAIL all the same
+                logger.warning("could not record why trial %s ended: %s", trial_id, exc)
+            self._tell(trial_id, TrialState.FAIL)
+            failed.append(ot_trial.number)
+        return failed
+
+    def _target_reached(self) -> bool:
+        try:
+            return count_claimed(self.study, self._trial_attrs.get("run_id")) >= self._target
+        except Exception as exc:  # a storage hiccup: go on, the study will say what ran
+            logger.warning("could not count the study's trials: %s", exc)
+            return False
 
     def flush_errors(self) -> None:
         """Fail any errored trial whose message never arrived (called when the search ends)."""

@@ -6,6 +6,8 @@ Every URL shown to a person or written to a file goes through `redact` first.
 from __future__ import annotations
 
 import os
+import random
+import shlex
 import socket
 import time
 import uuid
@@ -42,7 +44,24 @@ def redact(url: str) -> str:
 
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
+        # A password sits before an "@"; text without one is shown so the mistake can be seen.
+        if "@" not in url and len(url) <= 200 and url.isprintable():
+            return url
         return "<unparseable storage URL>"
+
+
+def _postgres_driver() -> str:
+    """`postgresql+<driver>` for whichever DB-API module is installed (psycopg 3 first).
+
+    SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, 2.0 as psycopg2; the project's
+    `postgres` extra installs psycopg2-binary, so a bare URL must not depend on that default.
+    """
+    import importlib.util
+
+    for module, name in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return name
+    return "postgresql"
 
 
 def open_storage(url: str, *, must_exist: bool = False) -> Any:
@@ -74,8 +93,12 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
         engine_kwargs = {"pool_pre_ping": True}
         if parsed.get_backend_name() == "postgresql":
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
+            if parsed.drivername == "postgresql":
+                url = parsed.set(drivername=_postgres_driver()).render_as_string(
+                    hide_password=False
+                )
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return _new_rdb_storage(url, engine_kwargs)
     except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:
         raise StudyError(
             f"no database driver for {redact(url)!r} ({exc}); for PostgreSQL install "
@@ -85,14 +108,41 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
         raise StudyError(f"cannot reach storage {redact(url)!r}: {reason}") from None
     except RuntimeError as exc:
-        if "upgrade" in str(exc).lower() or "schema" in str(exc).lower():
+        text = str(exc)
+        if "pip install -U optuna" in text:
+            # Optuna does not know the database's schema revision: a newer Optuna wrote it.
             raise StudyError(
-                f"storage {redact(url)!r} was written by an incompatible Optuna schema; upgrade "
-                "it with: optuna storage upgrade --storage URL (back it up first)"
+                f"storage {redact(url)!r} was written by a newer Optuna schema than optuna "
+                f"{optuna.__version__} reads; upgrade Optuna (pip install -U optuna)"
+            ) from None
+        if "upgrade" in text.lower() or "schema" in text.lower():
+            raise StudyError(
+                f"storage {redact(url)!r} was written by an older, incompatible Optuna schema; "
+                f"back it up, then upgrade it with: optuna storage upgrade --storage "
+                f"{shlex.quote(redact(url))}"
             ) from None
         raise StudyError(f"cannot open storage {redact(url)!r}: {exc}") from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise StudyError(f"cannot open storage {redact(url)!r}: {type(exc).__name__}") from None
+
+
+def _new_rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
+    """RDBStorage(url), retried while another driver is creating the tables of a new database.
+
+    Optuna creates missing tables without a lock: two drivers opening an empty PostgreSQL
+    database at once collide (a duplicate type or table); the loser finds them made on a retry.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def study_exists(storage: Any, study: str) -> bool:
@@ -186,3 +236,25 @@ def count_finished(study: Any) -> int:
         ).startswith(INTERRUPTED_REASON):
             count += 1
     return count
+
+
+def count_claimed(study: Any, own_run_id: str | None = None) -> int:
+    """`count_finished` plus the RUNNING trials of live drivers (this one, `own_run_id`, too).
+
+    Drivers sharing a study stop asking for trials once this reaches --trials, so the study ends
+    with the target rather than the target per driver.
+    """
+    import optuna
+
+    runs = {
+        key[len(RUN_ATTR_PREFIX):]: value
+        for key, value in study.user_attrs.items()
+        if key.startswith(RUN_ATTR_PREFIX)
+    }
+    now = time.time()
+    running = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        run_id = trial.user_attrs.get("run_id")
+        if run_id == own_run_id or _run_alive(runs.get(run_id) if run_id else None, now):
+            running += 1
+    return count_finished(study) + running

@@ -116,17 +116,23 @@ def summary_html(study: Any, storage_url: str) -> str:
     else:
         rows.append(("best trial", '<span class="muted">no COMPLETE trial yet</span>'))
 
-    # A retrain is optional: search.retrain records it on the study and on the trial.
+    # A retrain is optional: search.retrain records the latest as `retrain` and each one as
+    # `retrain:<trial number>` on the study (Optuna refuses changes to a finished trial).
     retrain = attrs.get("retrain")
     if isinstance(retrain, dict):
         rows.append(("retrain", esc(
             f"trial #{retrain.get('trial', '?')}: test accuracy "
             f"{_percent(retrain.get('test_accuracy'))}, in {retrain.get('dir', '?')}")))
-    retrained = [t for t in trials if "retrain_test_accuracy" in t.user_attrs]
+    retrained = sorted(
+        (value for key, value in attrs.items()
+         if key.startswith("retrain:") and isinstance(value, dict)),
+        key=lambda value: value.get("trial", -1),
+    )
     if retrained:
         rows.append(("retrained trials", esc(", ".join(
-            f"#{t.number}: test accuracy {_percent(t.user_attrs['retrain_test_accuracy'])}"
-            for t in retrained))))
+            f"#{value.get('trial', '?')}: test accuracy {_percent(value.get('test_accuracy'))} "
+            f"(search validation {_percent(value.get('search_val_accuracy'))})"
+            for value in retrained))))
 
     parts = [_rows(rows)]
     if best is not None:

@@ -2,16 +2,20 @@
 
 Ray Tune runs the trials (a local Ray unless --address names a cluster), an Optuna sampler
 suggests each configuration, ASHA stops weak trials, and the study database records everything.
-Re-running the same command continues the same study.
+Re-running the same command continues the same study; several drivers may share one study
+(e.g. on a PostgreSQL server) and stop together at --trials. Ctrl+C stops a search cleanly (exit
+130): its unfinished trials are recorded as FAIL (interrupted) and a re-run continues.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -26,6 +30,7 @@ from ._study import (
     STORAGE_ENV,
     STUDIES_DIR,
     StudyError,
+    count_claimed,
     count_finished,
     default_storage_url,
     fail_interrupted_trials,
@@ -34,6 +39,10 @@ from ._study import (
     redact,
 )
 from ._version import project_version
+
+# The exit status of a search stopped with Ctrl+C, as shells report a process ended by SIGINT.
+INTERRUPTED_EXIT = 130
+CONTINUE_HINT = "run the same command again to continue the study"
 
 
 def positive_int(text: str) -> int:
@@ -119,31 +128,105 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = args.out.resolve()
     url = args.storage or os.environ.get(STORAGE_ENV) or default_storage_url(study_name, out_dir)
 
-    # Everything that can be wrong with the input is checked before the study is touched.
+    # Everything that can be wrong with the input is checked before the study is touched, the
+    # data first: opening a SQLite storage creates its file.
     try:
-        storage = open_storage(url)
         data = load_cifar10(args.data, "train")
         train_set, val_set = train_val_split(data, args.val_size, args.seed, train_size)
-    except (StudyError, DataError, ValueError) as exc:
+    except (DataError, ValueError) as exc:
+        fail(str(exc))
+    new_paths = _new_sqlite_paths(url)
+    try:
+        storage = open_storage(url)
+    except StudyError as exc:
+        _remove_paths(new_paths)
         fail(str(exc))
 
     import optuna
 
+    from ._study import study_exists
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _open_study(storage, study_name, space.name, data.source, args, max_epochs, train_size)
-    interrupted = fail_interrupted_trials(study)
-    if interrupted:
-        print(f"marked {len(interrupted)} trial(s) left RUNNING by an interrupted run as FAIL: "
-              + ", ".join(f"#{n}" for n in interrupted))
-    already = count_finished(study)
-    remaining = args.trials - already
-    print(f"study {study_name!r} in {redact(url)}: {already} trial(s) done, {max(remaining, 0)} "
-          f"to run (target {args.trials}); train {len(train_set)}, val {len(val_set)} images "
-          f"from {data.source}")
-    if remaining > 0:
-        _run_search(args, space, study, storage, study_name, url, out_dir, max_epochs,
-                    train_set, val_set, already, remaining)
-    _print_summary(study_name, url, args)
+    study_is_new = not study_exists(storage, study_name)
+    try:
+        study = _open_study(storage, study_name, space.name, data.source, args, max_epochs,
+                            train_size)
+        interrupted = fail_interrupted_trials(study)
+        if interrupted:
+            print(f"marked {len(interrupted)} trial(s) left RUNNING by an interrupted run as "
+                  "FAIL: " + ", ".join(f"#{n}" for n in interrupted))
+        already = count_finished(study)
+        remaining = args.trials - already
+        print(f"study {study_name!r} in {redact(url)}: {already} trial(s) done, "
+              f"{max(remaining, 0)} to run (target {args.trials}); train {len(train_set)}, val "
+              f"{len(val_set)} images from {data.source}", flush=True)
+        stopped = False
+        if remaining > 0:
+            stopped = _run_search(args, space, study, storage, study_name, url, out_dir,
+                                  max_epochs, train_set, val_set, already, remaining)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        # A command that ends before its first trial leaves no empty study or file behind.
+        if study_is_new:
+            _discard_unused_study(storage, study_name, new_paths)
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"\nstopped (Ctrl+C); {CONTINUE_HINT}", file=sys.stderr)
+            raise SystemExit(INTERRUPTED_EXIT) from None
+        raise
+    _print_summary(study_name, url, args, stopped)
+    if stopped:
+        raise SystemExit(INTERRUPTED_EXIT)
+
+
+def _new_sqlite_paths(url: str) -> list[Path]:
+    """The SQLite file `url` names and the folders above it that do not exist yet, deepest
+    first: what opening the storage would create."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return []
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return []
+    path = Path(parsed.database).absolute()
+    new = []
+    while not path.exists() and path != path.parent:
+        new.append(path)
+        path = path.parent
+    return new
+
+
+def _remove_paths(paths: list[Path]) -> None:
+    """Remove files and (empty) folders this command created, deepest first."""
+    for path in paths:
+        try:
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+                Path(f"{path}-journal").unlink(missing_ok=True)
+        except OSError:
+            pass  # something else was put there meanwhile: not ours to delete
+
+
+def _discard_unused_study(storage, study_name: str, new_paths: list[Path]) -> None:
+    """Delete the study this command created if it holds no trial, and a SQLite file (with its
+    folders) this command created if it then holds no study."""
+    import optuna
+
+    try:
+        names = optuna.study.get_all_study_names(storage)
+        if study_name in names:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            if study.get_trials(deepcopy=False):
+                return
+            optuna.delete_study(study_name=study_name, storage=storage)
+            names.remove(study_name)
+        if new_paths and not names:
+            storage.engine.dispose()
+            _remove_paths(new_paths)
+    except Exception:  # best effort: the error being reported matters more
+        pass
 
 
 def _open_study(storage, study_name, space_name, source, args, max_epochs, train_size):
@@ -164,7 +247,9 @@ def _open_study(storage, study_name, space_name, source, args, max_epochs, train
             fail(f"study {study_name!r} was created with {was}, not --model {args.model}; "
                  "pass --study NEW_NAME for a new study")
     else:
-        study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+        # Another driver sharing the storage may create it at the same moment.
+        study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+                                    load_if_exists=True)
     # What a continued study was first made with stays recorded; only missing keys are filled.
     for key, value in {
         "space": space_name, "data_source": str(source), "project_version": project_version(),
@@ -178,8 +263,19 @@ def _open_study(storage, study_name, space_name, source, args, max_epochs, train
     return study
 
 
+class _HideTuneResumeAdvice(logging.Filter):
+    """Drops Tune's interrupt messages: they advise `Tuner.restore`, but a search continues by
+    re-running it, which the summary says."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(("Experiment has been interrupted",
+                                       "Trials did not complete"))
+
+
 def _run_search(args, space, study, storage, study_name, url, out_dir, max_epochs, train_set,
-                val_set, already, remaining) -> None:
+                val_set, already, remaining) -> bool:
+    """Run up to `remaining` trials; True when Ctrl+C stopped the search."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -219,7 +315,7 @@ def _run_search(args, space, study, storage, study_name, url, out_dir, max_epoch
     searcher = TruthfulOptunaSearch(
         space=space.suggest, metric=METRIC, mode="max", study_name=study_name, storage=storage,
         sampler=make_sampler(args.sampler, args.seed + already), scheduler=scheduler,
-        trial_attrs={"run_id": run_id},
+        trial_attrs={"run_id": run_id}, target=args.trials,
     )
     progress = SearchProgress(searcher, args.trials, already, max_epochs, verbose=args.verbose)
     settings = TrialSettings(space=space.name, max_epochs=max_epochs, seed=args.seed,
@@ -258,16 +354,40 @@ def _run_search(args, space, study, storage, study_name, url, out_dir, max_epoch
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
         ),
     )
+    logging.getLogger("ray.tune.tune").addFilter(_HideTuneResumeAdvice())
+    # Tune handles Ctrl+C itself: its handler stops the trials, ends `fit` normally and puts back
+    # the handler it found. Ours is that handler, so finding it in place after `fit` means a
+    # Ctrl+C came; a second Ctrl+C (or one Tune does not catch) reaches it and raises.
+    sigint_seen = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        sigint_seen.set()
+        raise KeyboardInterrupt
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
     try:
         tuner.fit()
     finally:
+        stopped = sigint_seen.is_set() or (
+            tune_catches and signal.getsignal(signal.SIGINT) is on_sigint
+        )
+        signal.signal(signal.SIGINT, previous_handler)
         stop_beating.set()
+        searcher.stopping = stopped
         searcher.flush_errors()
+        # Tune stops live trials of an interrupted run without telling the searcher.
+        failed = searcher.fail_unfinished()
+        if failed:
+            print("marked unfinished trial(s) FAIL (interrupted): "
+                  + ", ".join(f"#{n}" for n in sorted(failed)), flush=True)
         record_heartbeat(searcher.study, run_id, status="finished")
         ray.shutdown()
+    return stopped
 
 
-def _print_summary(study_name: str, url: str, args: argparse.Namespace) -> None:
+def _print_summary(study_name: str, url: str, args: argparse.Namespace,
+                   stopped: bool = False) -> None:
     import optuna
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(url))
@@ -275,9 +395,14 @@ def _print_summary(study_name: str, url: str, args: argparse.Namespace) -> None:
     counts = ", ".join(f"{states.count(s)} {s}" for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
                        if states.count(s))
     print(f"\nstudy {study_name!r}: {len(states)} trials ({counts})")
-    if count_finished(study) < args.trials:
-        print("the search stopped before reaching --trials; run the same command again to "
-              "continue the study")
+    if stopped:
+        print(f"stopped (Ctrl+C); {CONTINUE_HINT}")
+    elif count_finished(study) < args.trials:
+        if count_claimed(study) >= args.trials:
+            print("other drivers sharing this study are running its last trials; it reaches "
+                  "--trials when they finish")
+        else:
+            print(f"the search stopped before reaching --trials; {CONTINUE_HINT}")
     try:
         best = study.best_trial
     except ValueError:

@@ -21,8 +21,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 STUDY = "cnn_reg"
-SEARCH_ARGS = ["--space", "cnn_reg", "--trials", "8", "--max-epochs", "3",
-               "--reduction-factor", "2", "--train-size", "500", "--val-size", "500"]
+SEARCH_ARGS = ["--space", "cnn_reg", "--trials", "8", "--max-epochs", "3", "--grace-period", "1",
+               "--reduction-factor", "2", "--train-size", "400", "--val-size", "500"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class RealStudy:
     out: Path
     name: str
     db: Path
+    stdout: str = ""  # what the search printed
 
     @property
     def url(self) -> str:
@@ -45,8 +46,18 @@ class RealStudy:
 
 @pytest.fixture(scope="session")
 def real_study(data_root, tmp_path_factory) -> RealStudy:
-    """A real search of 8 trials (about a minute on two CPU cores); skipped without the data."""
+    """A real search of 8 trials (about a minute on two CPU cores); skipped without the data.
+
+    Its first trial is enqueued with a learning rate that diverges, so the study holds a FAIL
+    trial beside the COMPLETE and PRUNED ones, as real studies do.
+    """
+    import optuna
+
     out = tmp_path_factory.mktemp("search_out")
+    study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{out / STUDY}.db",
+                                direction="maximize")
+    # Out of the space's range on purpose: Optuna uses an enqueued value anyway (with a warning).
+    study.enqueue_trial({"optimizer": "sgd", "sgd_lr": 1e6, "batch_size": 32})
     proc = subprocess.run(
         [sys.executable, "-m", "search.run", *SEARCH_ARGS, "--data", str(data_root),
          "--out", str(out)],
@@ -55,9 +66,9 @@ def real_study(data_root, tmp_path_factory) -> RealStudy:
     if proc.returncode != 0:
         pytest.fail(f"the search for the test study failed (exit {proc.returncode}):\n"
                     f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    study = RealStudy(out=out, name=STUDY, db=out / f"{STUDY}.db")
-    assert study.db.exists(), proc.stdout
-    return study
+    real = RealStudy(out=out, name=STUDY, db=out / f"{STUDY}.db", stdout=proc.stdout)
+    assert real.db.exists(), proc.stdout
+    return real
 
 
 def free_port() -> int:

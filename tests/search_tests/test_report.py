@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -117,12 +115,12 @@ def test_report_shows_retrain_and_fail_reasons(real_study, tmp_path, capsys):
     url = study_copy(real_study, tmp_path)
     study = optuna.load_study(study_name=real_study.name, storage=url)
     best = study.best_trial
-    study.set_user_attr("retrain", {"trial": best.number, "test_accuracy": 0.8123,
-                                    "dir": "studies/cnn_reg/retrain/00005"})
-    # Optuna refuses to change a finished trial; a retrain records its result in the table.
-    with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db, db:
-        db.execute("INSERT INTO trial_user_attributes (trial_id, key, value_json) "
-                   "VALUES (?, 'retrain_test_accuracy', '0.8123')", (best._trial_id,))
+    summary = {"trial": best.number, "test_accuracy": 0.8123, "search_val_accuracy": 0.5,
+               "dir": "studies/cnn_reg/retrain/00005"}
+    # What search.retrain records: the latest retrain, and each retrain by trial number.
+    study.set_user_attr("retrain", summary)
+    study.set_user_attr(f"retrain:{best.number}", summary)
+    failed_before = len(study.get_trials(states=(optuna.trial.TrialState.FAIL,)))
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "CUDA out of <memory>"}))
     out = tmp_path / "r.html"
@@ -130,8 +128,8 @@ def test_report_shows_retrain_and_fail_reasons(real_study, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out)
     page = out.read_text(encoding="utf-8")
     assert f"trial #{best.number}: test accuracy 81.23%, in studies/cnn_reg/retrain/00005" in page
-    assert f"#{best.number}: test accuracy 81.23%" in page
-    assert "Failed trials (1)" in page
+    assert f"#{best.number}: test accuracy 81.23% (search validation 50.00%)" in page
+    assert f"Failed trials ({failed_before + 1})" in page
     assert "CUDA out of &lt;memory&gt;" in page  # escaped, not markup
 
 

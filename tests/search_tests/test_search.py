@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,19 +11,18 @@ import time
 
 import optuna
 import pytest
-from conftest import REPO
+from conftest import REPO, SEARCH_ARGS
 
 pytestmark = pytest.mark.slow
 States = optuna.trial.TrialState
 
 
 def search_command(out, data_root, trials, *extra):
-    return [
-        sys.executable, "-m", "search.run", "--space", "cnn_reg", "--data", str(data_root),
-        "--trials", str(trials), "--max-epochs", "3", "--grace-period", "1",
-        "--reduction-factor", "2", "--train-size", "400", "--val-size", "500", "--out", str(out),
-        *extra,
-    ]
+    """The session study's command (SEARCH_ARGS) with another target and folder."""
+    args = list(SEARCH_ARGS)
+    args[args.index("--trials") + 1] = str(trials)
+    return [sys.executable, "-m", "search.run", *args, "--data", str(data_root), "--out",
+            str(out), *extra]
 
 
 def run(command, timeout=600):
@@ -37,21 +37,9 @@ def load(out):
     return optuna.load_study(study_name="cnn_reg", storage=f"sqlite:///{out}/cnn_reg.db")
 
 
-@pytest.fixture(scope="module")
-def finished_search(tmp_path_factory, data_root):
-    """An 8-trial search whose first trial is enqueued with a learning rate that diverges."""
-    out = tmp_path_factory.mktemp("search")
-    study = optuna.create_study(study_name="cnn_reg", storage=f"sqlite:///{out}/cnn_reg.db",
-                                direction="maximize")
-    # Out of the space's range on purpose: Optuna uses an enqueued value anyway (with a warning).
-    study.enqueue_trial({"optimizer": "sgd", "sgd_lr": 1e6, "batch_size": 32})
-    stdout = run(search_command(out, data_root, 8))
-    return out, stdout
-
-
-def test_database_tells_what_happened(finished_search):
-    out, stdout = finished_search
-    study = load(out)
+def test_database_tells_what_happened(real_study):
+    """The session's study: 8 trials, the first enqueued with a learning rate that diverges."""
+    study, stdout = real_study.load(), real_study.stdout
     trials = study.get_trials()
     assert [t.number for t in trials] == list(range(8))
     states = [t.state for t in trials]
@@ -82,8 +70,10 @@ def test_database_tells_what_happened(finished_search):
     assert "best trial: #" in stdout and "python -m search.retrain --study cnn_reg" in stdout
 
 
-def test_rerun_continues_the_study(finished_search, data_root):
-    out, _ = finished_search
+def test_rerun_continues_the_study(real_study, data_root, tmp_path):
+    # A copy, so the other tests keep seeing the 8-trial study.
+    out = tmp_path
+    shutil.copy(real_study.db, out / "cnn_reg.db")
     before = {t.number: (t.state, t.value) for t in load(out).get_trials()}
     stdout = run(search_command(out, data_root, 10))
     assert "8 trial(s) done, 2 to run" in stdout

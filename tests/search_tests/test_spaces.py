@@ -1,4 +1,4 @@
-"""Spaces and samplers, without Ray: every space suggests valid configurations with every sampler."""
+"""Spaces and samplers, without Ray: each space suggests valid configurations with each sampler."""
 
 from __future__ import annotations
 
