@@ -21,6 +21,7 @@ from training import (
     evaluate,
     load_cifar10,
     resolve_device,
+    resolve_policy,
     train,
     train_val_split,
 )
@@ -122,12 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args, RECIPES[args.recipe])
+        resolve_policy(config.policy)  # a bad policy file fails here, before any training
         device = resolve_device(args.device)
         data = load_cifar10(args.data, "train")
         train_set, val_set = train_val_split(data, args.val_size, config.seed, args.train_size)
         if args.val_size == 0:
             val_set = None
-    except (ValueError, DataError) as exc:
+    except (ValueError, DataError, OSError) as exc:
         fail(str(exc))
     print(f"data: {data.source}  train {len(train_set)}  val {len(val_set) if val_set else 0}  "
           f"device: {device}")
