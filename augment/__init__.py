@@ -1,5 +1,4 @@
-"""Batched, generator-driven data augmentation for CIFAR-10: crop, flip, rotation, AutoAugment
-policies and Cutout on uint8 (N, C, H, W) tensors on any device."""
+"""Batched augmentation of uint8 (N, C, H, W) batches on any device, from explicit generators."""
 
 from __future__ import annotations
 

@@ -7,15 +7,11 @@ truncation back to uint8), so a batch matches the same op applied image by image
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ._checks import check_color_batch, per_image
 
 # ITU-R 601-2 luma weights, as PIL's convert("L") and torchvision's rgb_to_grayscale use.
 _LUMA = (0.2989, 0.587, 0.114)
-# PIL's ImageFilter.SMOOTH kernel (1s around a 5, normalised by 13), which
-# ImageEnhance.Sharpness blends against; torchvision uses the same.
-_SMOOTH = ((1.0, 1.0, 1.0), (1.0, 5.0, 1.0), (1.0, 1.0, 1.0))
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -24,12 +20,10 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def _weights(images: torch.Tensor, factors: torch.Tensor | float) -> tuple[torch.Tensor, ...]:
-    """(f, 1 - f) per image as float32 (N, 1, 1, 1), each rounded once from float64.
-
-    torchvision takes the factor as a Python float and rounds f and 1 - f to float32
-    separately; doing the same keeps blends that land exactly on an integer (AutoAugment's
-    factors 1.1, 1.2, ... hit many) truncating to the same uint8 value.
-    """
+    """(f, 1 - f) per image as float32 (N, 1, 1, 1), each rounded once from float64."""
+    # torchvision takes the factor as a Python float and rounds f and 1 - f to float32
+    # separately; doing the same keeps blends that land exactly on an integer (AutoAugment's
+    # factors 1.1, 1.2, ... hit many) truncating to the same uint8 value.
     f = per_image(factors, images.shape[0], images.device, "factors", torch.float64)
     return f.float().view(-1, 1, 1, 1), (1.0 - f).float().view(-1, 1, 1, 1)
 
@@ -76,15 +70,20 @@ def adjust_contrast(images: torch.Tensor, factors: torch.Tensor | float) -> torc
 def adjust_sharpness(images: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
     """Blend each image's interior with its 3x3-smoothed version: AutoAugment's Sharpness."""
     check_color_batch(images)
-    n, c, h, w = images.shape
+    h, w = images.shape[-2:]
     _, rest = _weights(images, factors)
     if h <= 2 or w <= 2:
         return images.clone()
     x = images.float()
-    kernel = torch.tensor(_SMOOTH, device=images.device) / 13.0
-    blurred = F.conv2d(x, kernel.expand(c, 1, 3, 3), groups=c).round_()
-    # Like PIL, the one-pixel border keeps its original values.
+    # PIL's SMOOTH filter is (3x3 box sum + 4 * centre) / 13. The integer sum is exact in
+    # float32 and S / 13 is never within 1/26 of a .5, so rounding it gives the same pixels as
+    # torchvision's float conv2d, with sums of shifted views instead of a depthwise conv
+    # (several times faster on CPU).
+    rows = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
     inner = x[:, :, 1:-1, 1:-1]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    blurred = box.add_(inner, alpha=4.0).div_(13.0).round_()
+    # Like PIL, the one-pixel border keeps its original values.
     inner.addcmul_(blurred.sub_(inner), rest)
     return _to_uint8(x)
 

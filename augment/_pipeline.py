@@ -61,6 +61,9 @@ def build_batch_augment(
     policy: Policy | None = None,
 ) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """Return f(images, generator) -> augmented images: crop, flip, rotation, policy, cutout."""
+    # Defaults: pad 4 and crop back, plus horizontal flips, the standard CIFAR-10 augmentation
+    # (He et al. 2016, "Deep Residual Learning", Section 4.2); Cutout 16 is DeVries & Taylor's
+    # CIFAR-10 setting, to be asked for explicitly.
     check_non_negative(crop_padding, "crop_padding", integer=True)
     if not isinstance(flip, bool):
         raise ValueError(f"flip must be True or False, got {flip!r}")

@@ -167,8 +167,13 @@ class Policy:
         """Apply the policy with given draws; images are grouped by op, never looped over."""
         check_color_batch(images)
         check_interpolation(interpolation)
+        n = images.shape[0]
+        if params.choice.shape != (n,) or params.applied.shape != (STEPS_PER_SUB_POLICY, n):
+            raise ValueError(
+                f"params were drawn for {params.choice.shape[0]} images, the batch has {n}"
+            )
         out = images.clone()
-        if images.shape[0] == 0:
+        if n == 0:
             return out
         ops, _, mags = _tables(self.sub_policies, images.device)
         magnitudes = _magnitudes(images.device)

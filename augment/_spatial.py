@@ -22,17 +22,14 @@ def pad_crop(
     """Zero-pad each image by `padding`, then crop H x W at (top, left) of the padded image."""
     check_batch(images)
     check_non_negative(padding, "padding", integer=True)
-    n, c, h, w = images.shape
+    n, _, h, w = images.shape
     top = per_image(top, n, images.device, "top", torch.long)
     left = per_image(left, n, images.device, "left", torch.long)
-    # Gather from the unpadded image: output (i, j) reads source (top + i - p, left + j - p), and
-    # sources outside the image are the zero padding.
-    rows = top[:, None] - padding + torch.arange(h, device=images.device)
-    cols = left[:, None] - padding + torch.arange(w, device=images.device)
-    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
-    index = rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :]
-    out = images.reshape(n, c, h * w).gather(2, index.reshape(n, 1, h * w).expand(n, c, h * w))
-    return out.reshape(n, c, h, w).masked_fill_(~inside[:, None], 0)
+    padded = F.pad(images, (padding, padding, padding, padding))
+    # Every H x W window of the padded images as a view (N, C, 2p + 1, 2p + 1, H, W); picking
+    # one window per image is a single indexing op, about twice as fast as a flat gather.
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)
+    return windows[torch.arange(n, device=images.device), :, top, left]
 
 
 def horizontal_flip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -71,7 +68,9 @@ def _warp(
 ) -> torch.Tensor:
     """Resample each image through its inverse affine map (six (N,) tensors, centred coords)."""
     check_interpolation(interpolation)
-    n, c, h, w = images.shape
+    if not 0 <= fill <= 255:
+        raise ValueError(f"fill must be a grey level in [0, 255], got {fill!r}")
+    n, _, h, w = images.shape
     device = images.device
     # The maps take output to input positions in pixel units with the origin at the image
     # centre (pixel i at i + 0.5 - W / 2). The sampling grid is what affine_grid(align_corners=
@@ -81,18 +80,25 @@ def _warp(
     # rows of them) pick the same neighbour as torchvision.
     xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w, device=device)[None, None, :]
     ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=device)[None, :, None]
-    m00, m01, m02, m10, m11, m12 = (v.view(n, 1, 1) for v in inverse)
-    grid_x = (xs * (m00 / (0.5 * w)) + ys * (m01 / (0.5 * w))) + m02 / (0.5 * w)
-    grid_y = (xs * (m10 / (0.5 * h)) + ys * (m11 / (0.5 * h))) + m12 / (0.5 * h)
-    grid = torch.stack([grid_x, grid_y], dim=-1)
+    grid = torch.empty(n, h, w, 2, device=device)
+    for axis, half in ((0, 0.5 * w), (1, 0.5 * h)):
+        m_x, m_y, m_1 = (v.view(n, 1, 1) / half for v in inverse[3 * axis:3 * axis + 3])
+        # (x * m_x + y * m_y) + m_1 per pixel, from an (N, 1, W) and an (N, H, 1) product, so
+        # only two ops run at full size.
+        coord = grid[..., axis]
+        torch.add(xs * m_x, ys * m_y, out=coord)
+        coord.add_(m_1)
     # Sampling (image - fill) with zero padding and adding fill back puts `fill` outside the
     # image (and blends towards it at bilinear borders) without a second grid_sample.
     x = images.float()
     if fill:
-        x = x - fill
+        x.sub_(fill)
     out = F.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
     if fill:
-        out = out + fill
+        out.add_(fill)
+    if interpolation == "nearest":
+        # Copies of input values (and fill): already whole numbers in range.
+        return out.to(torch.uint8)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 

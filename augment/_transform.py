@@ -14,12 +14,7 @@ from ._policy import Policy, load_policy
 
 
 class PolicyTransform(nn.Module):
-    """Apply a Policy to one PIL image or (C, H, W) uint8 tensor; returns the same type.
-
-    With `generator=None` every call seeds a fresh generator from torch's global RNG, so
-    DataLoader workers (which torch seeds differently) draw different augmentations, as with
-    torchvision's own random transforms. Pass a generator for reproducible draws.
-    """
+    """Apply a Policy to one PIL image or (C, H, W) uint8 tensor; returns the same type."""
 
     def __init__(
         self, policy: Policy | str | os.PathLike[str] = "cifar10", *,
@@ -32,6 +27,9 @@ class PolicyTransform(nn.Module):
     def _generator(self, device: torch.device) -> torch.Generator:
         if self.generator is not None:
             return self.generator
+        # A per-call seed from torch's global RNG, as torchvision's random transforms draw from
+        # it: DataLoader workers (seeded differently by torch) then draw different augmentations,
+        # and torch.manual_seed reproduces them. Pass `generator` for an explicit stream.
         seed = int(torch.randint(0, 2**62, (1,)))
         return torch.Generator(device=device).manual_seed(seed)
 

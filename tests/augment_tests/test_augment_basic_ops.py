@@ -87,28 +87,32 @@ class TestRandomHorizontalFlip:
 
 
 class TestRandomRotation:
-    # Tolerances: nearest sampling reads the same source pixel as torchvision (identical grids);
-    # allow 0.5 % of values to differ where float rounding puts a sample exactly between pixels.
-    # Bilinear blends may differ by 1 grey level after rounding.
+    # Tolerance: bit-exact on CPU (our sampling grid rounds like torchvision's). On other
+    # devices kernels may round differently: nearest samples exactly between two pixels may read
+    # the other one (at most 1 % of values), bilinear values may be one grey level apart.
     @pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
     def test_matches_torchvision_rotate_per_image(self, batch, make_generator, interpolation):
         g_params, g_op = _same_draws(make_generator)
         angles = AF.sample_angles(batch.shape[0], 30.0, g_params, batch.device)
         out = AF.random_rotation(batch, 30.0, g_op, interpolation=interpolation)
         mode = TF.InterpolationMode(interpolation)
-        refs = [TF.rotate(img, float(a), interpolation=mode) for img, a in zip(batch, angles)]
+        refs = [TF.rotate(img, float(a), interpolation=mode)
+                for img, a in zip(batch, angles, strict=True)]
         diff = _differences(out, refs)
-        if interpolation == "nearest":
-            assert (diff > 0).float().mean().item() <= 0.005
+        if batch.device.type == "cpu":
+            assert diff.max().item() == 0
+        elif interpolation == "nearest":
+            assert (diff > 0).float().mean().item() <= 0.01
         else:
             assert diff.max().item() <= 1
-        assert diff.float().mean().item() <= 0.05
+        assert diff.float().mean().item() <= 0.5
 
     def test_grey_fill_matches_torchvision(self, batch, make_generator):
         angles = AF.sample_angles(batch.shape[0], 30.0, make_generator(1), batch.device)
         out = AF.rotate(batch, angles, fill=128)
-        refs = [TF.rotate(img, float(a), fill=128) for img, a in zip(batch, angles)]
-        assert (_differences(out, refs) > 0).float().mean().item() <= 0.005
+        refs = [TF.rotate(img, float(a), fill=128) for img, a in zip(batch, angles, strict=True)]
+        allowed = 0.0 if batch.device.type == "cpu" else 0.01
+        assert (_differences(out, refs) > 0).float().mean().item() <= allowed
 
     def test_bilinear_border_blends_towards_fill(self, device):
         # A constant image rotated with a fill of the same value stays constant: border pixels
@@ -150,7 +154,7 @@ class TestCutout:
         cy, cx = AF.sample_centers(n, h, w, g_params, batch.device)
         out = AF.cutout(batch, size, g_op)
         for i in range(n):
-            # DeVries & Taylor's reference: zero [y - size // 2, y + size // 2) clipped to the image.
+            # DeVries & Taylor's code: zero [y - size // 2, y + size // 2), clipped to the image.
             y, x = int(cy[i]), int(cx[i])
             expected = batch[i].clone()
             expected[:, max(0, y - size // 2):min(h, y + size // 2),
@@ -158,8 +162,9 @@ class TestCutout:
             assert torch.equal(out[i], expected)
 
     def test_odd_size_square_has_size_pixels(self, device):
-        out = AF.erase_square(torch.full((1, 1, 20, 20), 5, dtype=torch.uint8, device=device),
-                              5, torch.tensor([10], device=device), torch.tensor([10], device=device))
+        images = torch.full((1, 1, 20, 20), 5, dtype=torch.uint8, device=device)
+        centre = torch.tensor([10], device=device)
+        out = AF.erase_square(images, 5, centre, centre)
         assert int((out == 0).sum()) == 25
         assert torch.equal((out[0, 0] == 0).nonzero().min(0).values.cpu(), torch.tensor([8, 8]))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from augment import build_batch_augment, functional as AF, load_policy
+from augment import build_batch_augment, load_policy
+from augment import functional as AF
 
 
 class TestBuildBatchAugment:

@@ -89,6 +89,11 @@ def fraction_differing(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.cpu() != b.cpu()).float().mean().item()
 
 
+def allowed_fraction(device: torch.device) -> float:
+    """Bit-exact on CPU; elsewhere kernels may round differently (see the ops tests): 1 %."""
+    return 0.0 if device.type == "cpu" else 0.01
+
+
 class TestMagnitudeTable:
     def test_values(self):
         def bins(lo, hi):
@@ -148,9 +153,7 @@ class TestEveryOpAndBin:
             assert params.applied[0].all() and not params.applied[1].any()
             out = policy.apply_params(batch, params)
             expected = reference_apply(policy, batch.cpu(), params)
-            # Enhance ops: one level on rare values (see test_augment_autoaugment_ops); warps
-            # off CPU: rare ties between two pixels.
-            assert fraction_differing(out, expected) <= 0.005, (op, i)
+            assert fraction_differing(out, expected) <= allowed_fraction(batch.device), (op, i)
 
 
 class TestPolicyApply:
@@ -161,9 +164,9 @@ class TestPolicyApply:
         params = policy.sample_params(images.shape[0], make_generator(3), images.device)
         out = policy.apply_params(images, params)
         expected = reference_apply(policy, images.cpu(), params)
-        # Chained ops can turn a one-level enhance difference into a larger one (e.g. across a
+        # Off CPU, chained ops can turn a one-level difference into a larger one (e.g. across a
         # solarize threshold), so this bounds the share of differing values, not their size.
-        assert fraction_differing(out, expected) <= 0.005
+        assert fraction_differing(out, expected) <= allowed_fraction(images.device)
 
     def test_apply_is_sample_then_apply_params(self, batch, make_generator):
         policy = random_policy(1)
@@ -230,6 +233,16 @@ class TestPolicyApply:
         random_policy(2).apply(batch, make_generator(0))
         assert torch.equal(batch, before)
 
+    def test_errors(self, batch, make_generator):
+        policy = load_policy("cifar10")
+        params = policy.sample_params(batch.shape[0] - 1, make_generator(0), batch.device)
+        with pytest.raises(ValueError, match="params were drawn for"):
+            policy.apply_params(batch, params)
+        with pytest.raises(TypeError, match="uint8"):
+            policy.apply(batch.float(), make_generator(0))
+        with pytest.raises(ValueError, match="1 or 3 channels"):
+            policy.apply(torch.cat([batch, batch], dim=1), make_generator(0))
+
 
 class TestCifar10Policy:
     def test_has_the_papers_25_sub_policies(self):
@@ -245,8 +258,8 @@ class TestCifar10Policy:
             pytest.skip("torchvision's private policy list moved")
         ours = load_policy("cifar10").sub_policies
         assert len(ours) == len(theirs)
-        for our_sub, their_sub in zip(ours, theirs):
-            for (op, p, m), (their_op, their_p, their_m) in zip(our_sub, their_sub):
+        for our_sub, their_sub in zip(ours, theirs, strict=True):
+            for (op, p, m), (their_op, their_p, their_m) in zip(our_sub, their_sub, strict=True):
                 assert (op, p) == (their_op, their_p)
                 assert their_m is None or m == their_m
 
