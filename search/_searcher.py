@@ -103,6 +103,8 @@ class TruthfulOptunaSearch(OptunaSearch):
         if result:
             self._report(trial_id, result)
         epochs = int(result.get(EPOCH, 0)) if result else 0
+        if result and "trial_time" in result:
+            ot_trial.set_user_attr("trial_time", result["trial_time"])
         if result and result.get("finished"):
             for key in ("wall_time", "device", "checkpoint_path"):
                 if key in result:
@@ -128,6 +130,8 @@ class TruthfulOptunaSearch(OptunaSearch):
         ot_trial.set_user_attr("fail_reason", message)
         if result and EPOCH in result:
             ot_trial.set_user_attr("epochs_run", int(result[EPOCH]))
+        if result and "trial_time" in result:
+            ot_trial.set_user_attr("trial_time", result["trial_time"])
         self._tell(trial_id, TrialState.FAIL)
 
     def fail_unfinished(self) -> list[int]:

@@ -57,6 +57,7 @@ def run_trial(
     device = torch.device("cuda" if use_cuda else "cpu")
     device_name = torch.cuda.get_device_name(device) if use_cuda else "cpu"
     held: list[dict[str, Any]] = []
+    start = time.perf_counter()
 
     def on_epoch_end(stats: EpochStats) -> None:
         metrics = {
@@ -64,13 +65,14 @@ def run_trial(
             "train_loss": stats.train_loss, "train_accuracy": stats.train_accuracy,
             "lr": stats.lr, "epoch_time": stats.epoch_time,
             "images_per_second": stats.images_per_second, "trial_number": number,
+            # Cumulative, so a trial that ASHA stops still leaves its training time behind.
+            "trial_time": round(time.perf_counter() - start, 3),
         }
         if stats.epoch < train_config.epochs:
             tune.report(metrics)
         else:
             held.append(metrics)
 
-    start = time.perf_counter()
     result = train(train_config, train_set, val_set, device=device, on_epoch_end=on_epoch_end)
     folder = trial_dir(settings.output_dir, number)
     folder.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,7 @@ def test_database_tells_what_happened(real_study):
             assert os.path.exists(trial.user_attrs["checkpoint_path"])
         elif trial.state == States.PRUNED:
             assert epochs < 3 and trial.user_attrs["pruned_by"] == "ASHA"
+            assert trial.user_attrs["trial_time"] > 0  # its training time is not lost
             assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
 
     attrs = study.user_attrs
