@@ -35,10 +35,14 @@ def trial_error_message(trial: Trial) -> str:
     text = ""
     if trial.error_file and Path(trial.error_file).exists():
         text = Path(trial.error_file).read_text(errors="replace")
-    try:
-        error = trial.get_pickled_error()
-    except Exception:  # an unreadable pickle still leaves the text
-        error = None
+    error = None
+    if trial.pickled_error_file and Path(trial.pickled_error_file).exists():
+        try:
+            from ray import cloudpickle
+
+            error = cloudpickle.loads(Path(trial.pickled_error_file).read_bytes())
+        except Exception:  # an unreadable pickle still leaves the text
+            pass
     from ray.exceptions import RayActorError
 
     if isinstance(error, RayActorError):

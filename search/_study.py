@@ -93,12 +93,13 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
         engine_kwargs = {"pool_pre_ping": True}
         if parsed.get_backend_name() == "postgresql":
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
-            if parsed.drivername == "postgresql":
-                url = parsed.set(drivername=_postgres_driver()).render_as_string(
-                    hide_password=False
-                )
+    connect_url = url
+    if parsed.drivername == "postgresql":
+        connect_url = parsed.set(drivername=_postgres_driver()).render_as_string(
+            hide_password=False
+        )
     try:
-        return _new_rdb_storage(url, engine_kwargs)
+        return _new_rdb_storage(connect_url, engine_kwargs)
     except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:
         raise StudyError(
             f"no database driver for {redact(url)!r} ({exc}); for PostgreSQL install "
@@ -119,7 +120,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
             raise StudyError(
                 f"storage {redact(url)!r} was written by an older, incompatible Optuna schema; "
                 f"back it up, then upgrade it with: optuna storage upgrade --storage "
-                f"{shlex.quote(redact(url))}"
+                f"{shlex.quote(redact(connect_url))}"
             ) from None
         raise StudyError(f"cannot open storage {redact(url)!r}: {exc}") from None
     except sqlalchemy.exc.SQLAlchemyError as exc:

@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except KeyboardInterrupt:  # Ctrl+C outside Tune's own handling (or a second one)
+        print(f"\nstopped (Ctrl+C); {CONTINUE_HINT}", file=sys.stderr)
+        raise SystemExit(INTERRUPTED_EXIT) from None
+
+
+def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     try:
         space = get_space(args.space)
@@ -125,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
 
         if args.model not in list_models():
             fail(f"unknown model {args.model!r}; expected one of: {', '.join(list_models())}")
+    if args.address:
+        _check_ray_address(args.address)
     out_dir = args.out.resolve()
     url = args.storage or os.environ.get(STORAGE_ENV) or default_storage_url(study_name, out_dir)
 
@@ -164,17 +174,31 @@ def main(argv: list[str] | None = None) -> None:
         if remaining > 0:
             stopped = _run_search(args, space, study, storage, study_name, url, out_dir,
                                   max_epochs, train_set, val_set, already, remaining)
-    except (SystemExit, KeyboardInterrupt) as exc:
+    except (SystemExit, KeyboardInterrupt):
         # A command that ends before its first trial leaves no empty study or file behind.
         if study_is_new:
             _discard_unused_study(storage, study_name, new_paths)
-        if isinstance(exc, KeyboardInterrupt):
-            print(f"\nstopped (Ctrl+C); {CONTINUE_HINT}", file=sys.stderr)
-            raise SystemExit(INTERRUPTED_EXIT) from None
         raise
     _print_summary(study_name, url, args, stopped)
     if stopped:
         raise SystemExit(INTERRUPTED_EXIT)
+
+
+def _check_ray_address(address: str) -> None:
+    """Fail at once on a host:port nobody listens on: ray.init would retry it for minutes."""
+    import socket
+
+    if address in ("auto", "local") or "://" in address:
+        return  # Ray resolves these itself (a running local cluster, Ray Client)
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"--address {address!r} is malformed; expected HOST:PORT of a Ray head node "
+             "(as `ray start --head` prints it) or 'auto'")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        fail(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}; expected the "
+             "address `ray start --head` printed, with that port open to this machine")
 
 
 def _new_sqlite_paths(url: str) -> list[Path]:
@@ -218,7 +242,11 @@ def _discard_unused_study(storage, study_name: str, new_paths: list[Path]) -> No
         names = optuna.study.get_all_study_names(storage)
         if study_name in names:
             study = optuna.load_study(study_name=study_name, storage=storage)
-            if study.get_trials(deepcopy=False):
+            # Trials, or a driver's heartbeat: someone uses it (another driver may have made
+            # it at the same moment as this one).
+            if study.get_trials(deepcopy=False) or any(
+                key.startswith("run:") for key in study.user_attrs
+            ):
                 return
             optuna.delete_study(study_name=study_name, storage=storage)
             names.remove(study_name)

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from augment import load_policy
-from conftest import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,183 @@
+"""Faults during a real search: Ctrl+C to the driver, and a trial's Ray worker process killed.
+
+(A driver killed with SIGKILL is in test_search.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+States = optuna.trial.TrialState
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+MAX_EPOCHS = 3
+CONTINUE = "stopped (Ctrl+C); run the same command again to continue the study"
+
+
+def search_command(out: Path, data_root: Path, trials: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "search.run", "--space", "cnn_reg", "--data", str(data_root),
+        "--trials", str(trials), "--max-epochs", str(MAX_EPOCHS), "--grace-period", "1",
+        "--reduction-factor", "2", "--train-size", "200", "--val-size", "200", "--out", str(out),
+        *extra,
+    ]
+
+
+def load(out: Path) -> optuna.Study:
+    return optuna.load_study(study_name="cnn_reg", storage=f"sqlite:///{out}/cnn_reg.db")
+
+
+def start(command: list[str], log_dir: Path) -> subprocess.Popen:
+    """The driver in its own session (so the test can signal it, and everything it started)."""
+    # Files, not pipes: nobody reads the output until the driver ends.
+    with (log_dir / "driver.out").open("w") as out, (log_dir / "driver.err").open("w") as err:
+        return subprocess.Popen(command, cwd=REPO, env=ENV, stdout=out, stderr=err,
+                                start_new_session=True)
+
+
+def wait_for(out: Path, driver: subprocess.Popen, ready, timeout: float = 240) -> list:
+    """Poll the study until `ready(trials)`; fail if the driver ends or time runs out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        assert driver.poll() is None, "the search ended before the fault could be injected"
+        if not (out / "cnn_reg.db").exists():
+            continue
+        try:
+            trials = load(out).get_trials()
+        except Exception:  # the study is still being created
+            continue
+        if ready(trials):
+            return trials
+    pytest.fail("the search never reached the state the fault needs")
+
+
+def finish(driver: subprocess.Popen, log_dir: Path, timeout: float = 300) -> tuple[str, str]:
+    try:
+        driver.wait(timeout=timeout)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    return (log_dir / "driver.out").read_text(), (log_dir / "driver.err").read_text()
+
+
+def trial_worker(driver_pid: int, ray_trial_id: str) -> int | None:
+    """The Ray worker process running Tune trial `ray_trial_id` of this driver (not of any other
+    search on the machine): its parent is the raylet the driver started, and Tune runs each
+    trial in the trial's folder, whose name holds the trial id."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
+                continue
+            raylet = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            raylet_stat = Path(f"/proc/{raylet}/stat").read_text()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if int(raylet_stat.rsplit(")", 1)[1].split()[1]) == driver_pid and (
+            f"_{ray_trial_id}_" in Path(cwd).name
+        ):
+            return int(entry.name)
+    return None
+
+
+def busy_training(trials: list):
+    """A RUNNING trial that reported some epochs and that ASHA let go on: at each epoch it
+    reported, its accuracy is the best any trial reported there, so no rung cutoff (a
+    percentile of those) stopped it. Its worker is training the next epoch now."""
+    best: dict[int, float] = {}
+    for trial in trials:
+        for step, value in trial.intermediate_values.items():
+            best[step] = max(best.get(step, value), value)
+    for trial in trials:
+        steps = sorted(trial.intermediate_values)
+        if (trial.state == States.RUNNING and steps and steps == list(range(1, len(steps) + 1))
+                and len(steps) < MAX_EPOCHS
+                and all(trial.intermediate_values[s] >= best[s] for s in steps)):
+            return trial
+    return None
+
+
+def assert_dense_and_settled(trials: list) -> None:
+    assert [t.number for t in trials] == list(range(len(trials)))
+    assert all(t.state != States.RUNNING for t in trials), [t.state for t in trials]
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path, data_root):
+    command = search_command(tmp_path, data_root, 4)
+    driver = start(command, tmp_path)
+    try:
+        # Some trial done, and one that has not finished an epoch yet: it cannot end before
+        # the signal lands, so it must end interrupted.
+        trials = wait_for(tmp_path, driver, lambda trials: (
+            any(t.state.is_finished() for t in trials)
+            and any(t.state == States.RUNNING and not t.intermediate_values for t in trials)
+        ))
+        fresh = {t.number for t in trials
+                 if t.state == States.RUNNING and not t.intermediate_values}
+        # What Ctrl+C in a terminal does: SIGINT to the foreground process group.
+        os.killpg(driver.pid, signal.SIGINT)
+    finally:
+        stdout, stderr = finish(driver, tmp_path, timeout=120)
+
+    assert driver.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    assert "Traceback" not in stderr and "Traceback" not in stdout, stderr[-3000:]
+    assert CONTINUE in stdout
+    assert "Tuner.restore" not in stderr  # Tune's own advice does not apply to a study
+    trials = load(tmp_path).get_trials()
+    assert_dense_and_settled(trials)
+    interrupted = {t.number for t in trials if t.state == States.FAIL}
+    assert fresh <= interrupted, (fresh, interrupted)
+    for trial in trials:
+        if trial.state == States.FAIL:
+            assert trial.user_attrs["fail_reason"].startswith("interrupted"), trial.user_attrs
+        if trial.state in (States.COMPLETE, States.PRUNED):
+            epochs = trial.user_attrs["epochs_run"]
+            assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
+
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    trials = load(tmp_path).get_trials()
+    assert_dense_and_settled(trials)
+    assert {t.number for t in trials if t.state == States.FAIL} == interrupted
+    finished = [t for t in trials if t.state in (States.COMPLETE, States.PRUNED)]
+    assert len(finished) == 4
+
+
+def test_killed_trial_worker_fails_that_trial_and_the_search_goes_on(tmp_path, data_root):
+    command = search_command(tmp_path, data_root, 4)
+    driver = start(command, tmp_path)
+    try:
+        trials = wait_for(tmp_path, driver, lambda trials: busy_training(trials) is not None)
+        victim = busy_training(trials)
+        worker = trial_worker(driver.pid, victim.user_attrs["ray_trial_id"])
+        assert worker is not None, "no Ray worker process found for the running trial"
+        os.kill(worker, signal.SIGKILL)
+    finally:
+        stdout, stderr = finish(driver, tmp_path)
+
+    assert driver.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    trials = load(tmp_path).get_trials()
+    assert_dense_and_settled(trials)
+    failed = [t for t in trials if t.state == States.FAIL]
+    assert [t.number for t in failed] == [victim.number]
+    reason = failed[0].user_attrs["fail_reason"]
+    assert reason.startswith("worker died") and f"pid {worker}" in reason, reason
+    assert 1 in failed[0].intermediate_values  # what it reported before it died is kept
+    assert f"trial #{victim.number} FAIL: worker died" in stdout
+    # The search went on to --trials (a failed trial counts: its configuration was tried).
+    assert len(trials) == 4
+    assert sum(t.state in (States.COMPLETE, States.PRUNED) for t in trials) == 3
