@@ -29,25 +29,12 @@ from torchvision import transforms as T
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _machine import cpu_model  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+
 from augment import build_batch_augment, load_policy  # noqa: E402
 from augment import functional as AF  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg" / "train.zip"
-
-
-def cpu_model() -> str:
-    """The CPU model name (with family/model numbers) from /proc/cpuinfo, else from platform."""
-    try:
-        fields: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-        if "model name" in fields:
-            return (f"{fields['model name']} (family {fields.get('cpu family', '?')}, "
-                    f"model {fields.get('model', '?')})")
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_images(n: int, data: Path) -> tuple[torch.Tensor, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,16 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-
-def machine() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "cpu"
+from _machine import machine_name  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 
 def main() -> None:
@@ -80,7 +70,7 @@ def main() -> None:
 
     devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
     results = {
-        "machine": machine(), "torch": torch.__version__, "trials": args.trials,
+        "machine": machine_name(), "torch": torch.__version__, "trials": args.trials,
         "search_seconds": round(search_seconds, 1),
         "search_device_minutes": round(search_seconds / 60 * max(devices, 1), 2),
         "comparison_epochs": args.epochs, "val_accuracy": accuracies,

@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _machine import cpu_model  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 SWEEP = (1.0, 0.5, 0.25, 0.125)  # 1, 2, 4, 8 trials sharing one GPU
@@ -81,21 +83,6 @@ class SearchRun:
     gpu_samples: int = 0
     study_db: str = ""
     per_trial: list[dict[str, Any]] = field(default_factory=list)
-
-
-def cpu_model() -> str:
-    """The CPU model name (with family/model numbers) from /proc/cpuinfo, else from platform."""
-    try:
-        fields: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-        if "model name" in fields:
-            return (f"{fields['model name']} (family {fields.get('cpu family', '?')}, "
-                    f"model {fields.get('model', '?')})")
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _visible() -> list[str]:

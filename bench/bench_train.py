@@ -45,6 +45,8 @@ from torchvision import transforms as T
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _machine import cpu_model  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+
 from models import create_model  # noqa: E402
 from training import EpochStats, LabeledImages, TrainConfig, load_cifar10, train  # noqa: E402
 
@@ -56,21 +58,6 @@ TARGETS: dict[str, dict[str, float]] = {
     "cnn_reg": {"max_epoch_s": 0.25, "min_speedup": 20.0},
     "shake26_2x96d": {"max_epoch_s": 4.0},
 }
-
-
-def cpu_model() -> str:
-    """The CPU model name (with family/model numbers) from /proc/cpuinfo, else from platform."""
-    try:
-        fields: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-        if "model name" in fields:
-            return (f"{fields['model name']} (family {fields.get('cpu family', '?')}, "
-                    f"model {fields.get('model', '?')})")
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine(device: torch.device) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from training import CIFAR10_SHORT_NAMES, EpochStats, EvalResult
 
@@ -43,3 +45,32 @@ def fail(message: str, code: int = 2) -> None:
     """Print a one-line error to stderr and exit non-zero (no traceback)."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def add_study_options(parser: argparse.ArgumentParser, *, out_alias: bool = False) -> None:
+    """--study, --storage and --studies-dir, as every command reading an existing study has them.
+
+    `out_alias` also accepts --out for --studies-dir (where --out names no output folder).
+    """
+    from ._study import STORAGE_ENV, STUDIES_DIR
+
+    parser.add_argument("--study", required=True, help="study name")
+    parser.add_argument("--storage", default=None,
+                        help=f"SQLAlchemy URL of the study database (default: ${STORAGE_ENV}, "
+                             "else sqlite:///STUDIES_DIR/STUDY.db)")
+    names = ["--studies-dir", "--out"] if out_alias else ["--studies-dir"]
+    parser.add_argument(*names, dest="studies_dir", type=Path, default=STUDIES_DIR,
+                        help="folder holding study databases and outputs")
+
+
+def open_study_from_args(args: argparse.Namespace):
+    """(study, storage, URL) for the options of `add_study_options`; a missing database or study
+    ends the command with one line (nothing is created)."""
+    from ._study import StudyError, load_existing_study, open_storage, resolve_storage_url
+
+    url = resolve_storage_url(args.storage, args.study, args.studies_dir.resolve())
+    try:
+        storage = open_storage(url, must_exist=True)
+        return load_existing_study(storage, args.study), storage, url
+    except StudyError as exc:
+        fail(str(exc))

@@ -6,6 +6,7 @@ short note instead, so one bad figure never costs the whole report.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +112,10 @@ def param_importances(study: Any) -> Any:
         evaluator = PedAnovaImportanceEvaluator()
     except ImportError:
         evaluator = None
-    fig = vis.plot_param_importances(study, evaluator=evaluator)
+    with warnings.catch_warnings():
+        # With few trials PED-ANOVA warns per parameter; the title says how many trials it had.
+        warnings.simplefilter("ignore", UserWarning)
+        fig = vis.plot_param_importances(study, evaluator=evaluator)
     name = type(evaluator).__name__ if evaluator is not None else "optuna's default evaluator"
     fig.update_layout(title=f"Hyperparameter Importances ({name}, "
                             f"{len(_complete(study))} complete trials)")

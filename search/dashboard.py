@@ -10,17 +10,10 @@ import argparse
 import ipaddress
 import socket
 import sys
-from pathlib import Path
 
-from ._console import fail
+from ._console import add_study_options, fail, open_study_from_args
 from ._study import (
-    STORAGE_ENV,
-    STUDIES_DIR,
-    StudyError,
-    load_existing_study,
-    open_storage,
     redact,
-    resolve_storage_url,
 )
 
 LOOPBACK = "127.0.0.1"
@@ -34,12 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a study in optuna-dashboard (live: it shows trials as they finish).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--study", required=True, help="study name")
-    parser.add_argument("--storage", default=None,
-                        help=f"SQLAlchemy URL of the study database (default: ${STORAGE_ENV}, "
-                             "else sqlite:///OUT/STUDY.db)")
-    parser.add_argument("--studies-dir", "--out", dest="out", type=Path, default=STUDIES_DIR,
-                        help="folder holding the study databases (for the default storage)")
+    add_study_options(parser, out_alias=True)
     parser.add_argument("--host", default=LOOPBACK,
                         help="address to listen on; anything but loopback exposes the study, "
                              "unauthenticated, to the network")
@@ -85,12 +73,7 @@ def dashboard_url(host: str, port: int, study_id: int | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    url = resolve_storage_url(args.storage, args.study, args.out.resolve())
-    try:
-        storage = open_storage(url, must_exist=True)
-        study = load_existing_study(storage, args.study)
-    except StudyError as exc:
-        fail(str(exc))
+    study, storage, url = open_study_from_args(args)
 
     import optuna_dashboard
 

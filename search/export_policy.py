@@ -11,14 +11,10 @@ import argparse
 import os
 from pathlib import Path
 
-from ._console import fail
+from ._console import add_study_options, fail, open_study_from_args
 from ._space import get_space
 from ._study import (
-    STUDIES_DIR,
     StudyError,
-    load_existing_study,
-    open_storage,
-    resolve_storage_url,
 )
 
 
@@ -61,20 +57,14 @@ def main(argv: list[str] | None = None) -> None:
         description="Merge a policy study's best sub-policies into one policy JSON.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--study", required=True, help="policy study name")
-    parser.add_argument("--storage", default=None,
-                        help="study database URL (default: $SEARCH_STORAGE, else "
-                             "sqlite:///studies/STUDY.db)")
-    parser.add_argument("--studies-dir", type=Path, default=STUDIES_DIR,
-                        help="where studies keep their databases")
+    add_study_options(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="policy JSON to write")
     parser.add_argument("--count", type=int, default=25, help="sub-policies in the export")
     args = parser.parse_args(argv)
     if args.count < 1:
         fail(f"--count {args.count} is invalid; expected a whole number >= 1")
-    url = resolve_storage_url(args.storage, args.study, args.studies_dir.resolve())
+    study, _, _ = open_study_from_args(args)
     try:
-        study = load_existing_study(open_storage(url, must_exist=True), args.study)
         merged, used = merge_sub_policies(study, args.count)
     except (StudyError, ValueError) as exc:
         fail(str(exc))

@@ -16,16 +16,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ._console import fail
+from ._console import add_study_options, fail, open_study_from_args
 from ._figures import Section, study_figures
 from ._study import (
-    STORAGE_ENV,
-    STUDIES_DIR,
-    StudyError,
-    load_existing_study,
-    open_storage,
     redact,
-    resolve_storage_url,
 )
 
 REPORT_NAME = "report.html"
@@ -54,14 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a study's figures and summary to one self-contained HTML file.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--study", required=True, help="study name")
-    parser.add_argument("--storage", default=None,
-                        help=f"SQLAlchemy URL of the study database (default: ${STORAGE_ENV}, "
-                             "else sqlite:///OUT/STUDY.db)")
-    parser.add_argument("--studies-dir", "--out", dest="out", type=Path, default=STUDIES_DIR,
-                        help="folder for study databases and outputs")
+    add_study_options(parser, out_alias=True)
     parser.add_argument("-o", "--output", type=Path, default=None,
-                        help=f"HTML file to write (default: OUT/STUDY/{REPORT_NAME})")
+                        help=f"HTML file to write (default: STUDIES_DIR/STUDY/{REPORT_NAME})")
     return parser
 
 
@@ -193,19 +182,13 @@ def write_atomic(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    out_dir = args.out.resolve()
-    url = resolve_storage_url(args.storage, args.study, out_dir)
-    try:
-        storage = open_storage(url, must_exist=True)
-        study = load_existing_study(storage, args.study)
-    except StudyError as exc:
-        fail(str(exc))
+    study, _, url = open_study_from_args(args)
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     page = report_html(study, url)
-    path = (args.output or out_dir / args.study / REPORT_NAME).resolve()
+    path = (args.output or args.studies_dir / args.study / REPORT_NAME).resolve()
     try:
         write_atomic(path, page)
     except OSError as exc:

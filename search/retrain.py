@@ -30,15 +30,18 @@ from training import (
 )
 
 from ._artifacts import CONFIG, save_weights, write_json
-from ._console import EPOCH_HEADER, fail, format_epoch, format_test_report
+from ._console import (
+    EPOCH_HEADER,
+    add_study_options,
+    fail,
+    format_epoch,
+    format_test_report,
+    open_study_from_args,
+)
 from ._space import get_space
 from ._study import (
-    STUDIES_DIR,
     StudyError,
-    load_existing_study,
-    open_storage,
     redact,
-    resolve_storage_url,
 )
 from ._version import project_version
 
@@ -51,10 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Retrain a study's best (or chosen) trial to full length and test it once.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--study", required=True, help="study name")
-    parser.add_argument("--storage", default=None,
-                        help="study database URL (default: $SEARCH_STORAGE, else "
-                             "sqlite:///studies/STUDY.db)")
+    add_study_options(parser)
     parser.add_argument("--trial", type=int, default=None,
                         help="trial number to retrain (default: the best complete trial)")
     parser.add_argument("--epochs", type=int, default=None,
@@ -74,8 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: studies/STUDY/retrain-TIME/)")
-    parser.add_argument("--studies-dir", type=Path, default=STUDIES_DIR,
-                        help="where studies keep their databases and outputs")
     parser.add_argument("--resume", action="store_true",
                         help="continue the last interrupted retrain of this study (or --out)")
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
@@ -84,11 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    url = resolve_storage_url(args.storage, args.study, args.studies_dir.resolve())
+    if args.epochs is not None and args.epochs < 1:
+        fail(f"--epochs {args.epochs} is invalid; expected a whole number >= 1")
+    study, _, url = open_study_from_args(args)
     try:
-        if args.epochs is not None and args.epochs < 1:
-            raise ValueError(f"--epochs {args.epochs} is invalid; expected a whole number >= 1")
-        study = load_existing_study(open_storage(url, must_exist=True), args.study)
         trial = _pick_trial(study, args.trial)
         space = get_space(study.user_attrs.get("space", args.study))
         seed = args.seed if args.seed is not None else (
