@@ -74,3 +74,12 @@ def open_study_from_args(args: argparse.Namespace):
         return load_existing_study(storage, args.study), storage, url
     except StudyError as exc:
         fail(str(exc))
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default once: options whose help already says it are left alone."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "default" in action.help:
+            return action.help
+        return super()._get_help_string(action)

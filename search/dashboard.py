@@ -11,7 +11,7 @@ import ipaddress
 import socket
 import sys
 
-from ._console import add_study_options, fail, open_study_from_args
+from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
 from ._study import (
     redact,
 )
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.dashboard",
         description="Serve a study in optuna-dashboard (live: it shows trials as they finish).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_study_options(parser, out_alias=True)
     parser.add_argument("--host", default=LOOPBACK,

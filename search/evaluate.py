@@ -8,7 +8,7 @@ from pathlib import Path
 from training import DATA_ENV, DataError, evaluate, load_cifar10, resolve_device
 
 from ._artifacts import ArtifactError, load_model
-from ._console import fail, format_test_report
+from ._console import HelpFormatter, fail, format_test_report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m search.evaluate",
         description="Evaluate saved weights (a retrain folder or a weights.pt with config.json "
                     "beside it) on the CIFAR-10 test split.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("target", type=Path, help="retrain folder or weights file")
     parser.add_argument("--data", default=None,

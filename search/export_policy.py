@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ._console import add_study_options, fail, open_study_from_args
+from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
 from ._space import get_space
 from ._study import (
     StudyError,
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m search.export_policy",
         description="Merge a policy study's best sub-policies into one policy JSON.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_study_options(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="policy JSON to write")

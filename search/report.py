@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ._console import add_study_options, fail, open_study_from_args
+from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
 from ._figures import Section, study_figures
 from ._study import (
     redact,
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.report",
         description="Write a study's figures and summary to one self-contained HTML file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_study_options(parser, out_alias=True)
     parser.add_argument("-o", "--output", type=Path, default=None,

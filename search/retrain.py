@@ -32,6 +32,7 @@ from training import (
 from ._artifacts import CONFIG, save_weights, write_json
 from ._console import (
     EPOCH_HEADER,
+    HelpFormatter,
     add_study_options,
     fail,
     format_epoch,
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.retrain",
         description="Retrain a study's best (or chosen) trial to full length and test it once.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_study_options(parser)
     parser.add_argument("--trial", type=int, default=None,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from training import DATA_ENV, DataError, load_cifar10, train_val_split
 
-from ._console import fail
+from ._console import HelpFormatter, fail
 from ._samplers import SAMPLERS
 from ._space import available_spaces, get_space
 from ._study import (
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.run",
         description="Search a space with Ray Tune + Optuna + ASHA; results go to an Optuna study.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--space", required=True,
                         help="search space: " + ", ".join(available_spaces()))

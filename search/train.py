@@ -26,7 +26,7 @@ from training import (
     train_val_split,
 )
 
-from ._console import EPOCH_HEADER, fail, format_epoch, format_test_report
+from ._console import EPOCH_HEADER, HelpFormatter, fail, format_epoch, format_test_report
 
 RECIPES = {"default": TrainConfig(), "report": REPORT_RECIPE}
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.train",
         description="Train one model on CIFAR-10, then evaluate once on the test split.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                         help="starting configuration; 'report' is the reference report's final "
