@@ -7,8 +7,13 @@ stamp="$venv/.installed-$(sha1sum "$repo/pyproject.toml" | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     echo "setting up $venv (first use or pyproject.toml changed) ..." >&2
     [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --upgrade pip >&2
-    "$venv/bin/python" -m pip install -q -e "$repo[dev,postgres]" >&2
+    log="$venv/install.log"  # pip's warnings go here; shown only when the install fails
+    if ! { "$venv/bin/python" -m pip install -q --upgrade pip &&
+           "$venv/bin/python" -m pip install -q -e "$repo[dev,postgres]"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "setting up $venv failed (log above, kept in $log)" >&2
+        exit 1
+    fi
     rm -f "$venv"/.installed-*
     touch "$stamp"
 fi
