@@ -454,6 +454,8 @@ def _print_summary(study_name: str, url: str, args: argparse.Namespace,
         retrain = ["python", "-m", "search.retrain", "--study", study_name, "--trial",
                    str(best.number), *where, *(["--data", args.data] if args.data else [])]
         print("retrain it to full length: " + shlex.join(retrain))
+    report = ["python", "-m", "search.report", "--study", study_name, *where]
+    print(f"look at the study: {shlex.join(report)}  (or search.dashboard)")
     sys.stdout.flush()
 
 
