@@ -102,23 +102,17 @@ class TruthfulOptunaSearch(OptunaSearch):
             return
         if result:
             self._report(trial_id, result)
-        epochs = int(result.get(EPOCH, 0)) if result else 0
-        if result and "trial_time" in result:
-            ot_trial.set_user_attr("trial_time", result["trial_time"])
+        self._record_run(ot_trial, result)
         if result and result.get("finished"):
             for key in ("wall_time", "device", "checkpoint_path"):
                 if key in result:
                     ot_trial.set_user_attr(key, result[key])
-            ot_trial.set_user_attr("epochs_run", epochs)
             self._tell(trial_id, TrialState.COMPLETE, float(result[METRIC]))
         elif trial_id in self._scheduler.pruned_trial_ids:
-            ot_trial.set_user_attr("epochs_run", epochs)
             ot_trial.set_user_attr("pruned_by", "ASHA")
             self._tell(trial_id, TrialState.PRUNED)
         else:
-            why = "the search was stopped (Ctrl+C)" if self.stopping else "the search ended"
-            ot_trial.set_user_attr("epochs_run", epochs)
-            ot_trial.set_user_attr("fail_reason", f"interrupted: {why} before it finished")
+            ot_trial.set_user_attr("fail_reason", self._interrupted_reason())
             self._tell(trial_id, TrialState.FAIL)
 
     def record_error(self, trial_id: str, message: str) -> None:
@@ -128,10 +122,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         result = self._pending_errors.pop(trial_id)
         ot_trial = self._ot_trials[trial_id]
         ot_trial.set_user_attr("fail_reason", message)
-        if result and EPOCH in result:
-            ot_trial.set_user_attr("epochs_run", int(result[EPOCH]))
-        if result and "trial_time" in result:
-            ot_trial.set_user_attr("trial_time", result["trial_time"])
+        self._record_run(ot_trial, result)
         self._tell(trial_id, TrialState.FAIL)
 
     def fail_unfinished(self) -> list[int]:
@@ -141,12 +132,11 @@ class TruthfulOptunaSearch(OptunaSearch):
         `fit` these would stay RUNNING in the study.
         """
         failed = []
-        why = "the search was stopped (Ctrl+C)" if self.stopping else "the search ended"
         for trial_id, ot_trial in list(self._ot_trials.items()):
             if trial_id in self._completed_trials or trial_id in self._pending_errors:
                 continue
             try:
-                ot_trial.set_user_attr("fail_reason", f"interrupted: {why} before it finished")
+                ot_trial.set_user_attr("fail_reason", self._interrupted_reason())
                 steps = self._reported_steps.get(trial_id)
                 ot_trial.set_user_attr("epochs_run", max(steps) if steps else 0)
             except Exception as exc:  # the next driver's start marks it FAIL all the same
@@ -154,6 +144,17 @@ class TruthfulOptunaSearch(OptunaSearch):
             self._tell(trial_id, TrialState.FAIL)
             failed.append(ot_trial.number)
         return failed
+
+    def _interrupted_reason(self) -> str:
+        why = "the search was stopped (Ctrl+C)" if self.stopping else "the search ended"
+        return f"interrupted: {why} before it finished"
+
+    @staticmethod
+    def _record_run(ot_trial: Any, result: dict | None) -> None:
+        """How far the trial got: epochs run and its cumulative training time, when reported."""
+        ot_trial.set_user_attr("epochs_run", int(result.get(EPOCH, 0)) if result else 0)
+        if result and "trial_time" in result:
+            ot_trial.set_user_attr("trial_time", result["trial_time"])
 
     def _target_reached(self) -> bool:
         try:

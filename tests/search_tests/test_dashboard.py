@@ -131,8 +131,9 @@ def test_password_in_storage_url_is_never_printed(real_study, served, monkeypatc
     """A PostgreSQL URL with a password, opened (here) onto the real SQLite study."""
     from search import _study
 
-    monkeypatch.setattr(dashboard_cli, "open_storage",
-                        lambda url, must_exist: _study.open_storage(real_study.url))
+    real_open = _study.open_storage  # the commands open studies through search._study
+    monkeypatch.setattr(_study, "open_storage",
+                        lambda url, must_exist=False: real_open(real_study.url))
     secret_url = "postgresql://searcher:s3cret@db.example:5432/studies"
     dashboard_cli.main(["--study", real_study.name, "--storage", secret_url])
     out = capsys.readouterr().out
