@@ -79,39 +79,62 @@ def _pixels(values: torch.Tensor, size: int) -> torch.Tensor:
 OPS: dict[str, OpSpec] = {
     "ShearX": OpSpec(
         lambda x, v, mode, fill: _spatial.shear_x(x, v, interpolation=mode, fill=fill),
-        _linspace(0.0, 0.3), True,
+        _linspace(0.0, 0.3),
+        True,
     ),
     "ShearY": OpSpec(
         lambda x, v, mode, fill: _spatial.shear_y(x, v, interpolation=mode, fill=fill),
-        _linspace(0.0, 0.3), True,
+        _linspace(0.0, 0.3),
+        True,
     ),
     # 150 px on AutoAugment's 331 x 331 ImageNet images (paper, Table 1), as a fraction.
     "TranslateX": OpSpec(
         lambda x, v, mode, fill: _spatial.translate_x(
-            x, _pixels(v, x.shape[-1]), interpolation=mode, fill=fill),
-        _linspace(0.0, 150.0 / 331.0), True,
+            x, _pixels(v, x.shape[-1]), interpolation=mode, fill=fill
+        ),
+        _linspace(0.0, 150.0 / 331.0),
+        True,
     ),
     "TranslateY": OpSpec(
         lambda x, v, mode, fill: _spatial.translate_y(
-            x, _pixels(v, x.shape[-2]), interpolation=mode, fill=fill),
-        _linspace(0.0, 150.0 / 331.0), True,
+            x, _pixels(v, x.shape[-2]), interpolation=mode, fill=fill
+        ),
+        _linspace(0.0, 150.0 / 331.0),
+        True,
     ),
     "Rotate": OpSpec(
         lambda x, v, mode, fill: _spatial.rotate(x, v, interpolation=mode, fill=fill),
-        _linspace(0.0, 30.0), True,
+        _linspace(0.0, 30.0),
+        True,
     ),
-    "Color": OpSpec(lambda x, v, mode, fill: _color.adjust_saturation(x, 1.0 + v.double()),
-                    _linspace(0.0, 0.9), True),
-    "Posterize": OpSpec(lambda x, v, mode, fill: _color.posterize(x, v.long()),
-                        tuple(float(round(b)) for b in _linspace(8.0, 4.0)), False),
-    "Solarize": OpSpec(lambda x, v, mode, fill: _color.solarize(x, v),
-                       _linspace(256.0, 0.0), False),
-    "Contrast": OpSpec(lambda x, v, mode, fill: _color.adjust_contrast(x, 1.0 + v.double()),
-                       _linspace(0.0, 0.9), True),
-    "Sharpness": OpSpec(lambda x, v, mode, fill: _color.adjust_sharpness(x, 1.0 + v.double()),
-                        _linspace(0.0, 0.9), True),
-    "Brightness": OpSpec(lambda x, v, mode, fill: _color.adjust_brightness(x, 1.0 + v.double()),
-                         _linspace(0.0, 0.9), True),
+    "Color": OpSpec(
+        lambda x, v, mode, fill: _color.adjust_saturation(x, 1.0 + v.double()),
+        _linspace(0.0, 0.9),
+        True,
+    ),
+    "Posterize": OpSpec(
+        lambda x, v, mode, fill: _color.posterize(x, v.long()),
+        tuple(float(round(b)) for b in _linspace(8.0, 4.0)),
+        False,
+    ),
+    "Solarize": OpSpec(
+        lambda x, v, mode, fill: _color.solarize(x, v), _linspace(256.0, 0.0), False
+    ),
+    "Contrast": OpSpec(
+        lambda x, v, mode, fill: _color.adjust_contrast(x, 1.0 + v.double()),
+        _linspace(0.0, 0.9),
+        True,
+    ),
+    "Sharpness": OpSpec(
+        lambda x, v, mode, fill: _color.adjust_sharpness(x, 1.0 + v.double()),
+        _linspace(0.0, 0.9),
+        True,
+    ),
+    "Brightness": OpSpec(
+        lambda x, v, mode, fill: _color.adjust_brightness(x, 1.0 + v.double()),
+        _linspace(0.0, 0.9),
+        True,
+    ),
     "AutoContrast": OpSpec(lambda x, v, mode, fill: _color.autocontrast(x), None, False),
     "Equalize": OpSpec(lambda x, v, mode, fill: _color.equalize(x), None, False),
     "Invert": OpSpec(lambda x, v, mode, fill: _color.invert(x), None, False),

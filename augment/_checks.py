@@ -37,7 +37,10 @@ def check_generator(generator: torch.Generator, device: torch.device) -> None:
 
 
 def per_image(
-    value: torch.Tensor | float, n: int, device: torch.device, name: str,
+    value: torch.Tensor | float,
+    n: int,
+    device: torch.device,
+    name: str,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Return `value` as a (N,) tensor of `dtype` on `device` (a scalar is broadcast)."""

@@ -15,7 +15,12 @@ class BatchAugment:
     """Crop, flip, rotation, policy, cutout (in this order) on uint8 batches; 0 disables an op."""
 
     def __init__(
-        self, *, crop_padding: int, flip: bool, rotation: float, cutout: int,
+        self,
+        *,
+        crop_padding: int,
+        flip: bool,
+        rotation: float,
+        cutout: int,
         policy: Policy | None,
     ) -> None:
         self.crop_padding = crop_padding
@@ -43,8 +48,7 @@ class BatchAugment:
 
     def __repr__(self) -> str:
         policy = (
-            "None" if self.policy is None
-            else f"<{len(self.policy.sub_policies)} sub-policies>"
+            "None" if self.policy is None else f"<{len(self.policy.sub_policies)} sub-policies>"
         )
         return (
             f"BatchAugment(crop_padding={self.crop_padding}, flip={self.flip}, "
@@ -75,6 +79,9 @@ def build_batch_augment(
             f"use load_policy({policy!r}) for a name or a JSON path"
         )
     return BatchAugment(
-        crop_padding=int(crop_padding), flip=flip, rotation=float(rotation), cutout=int(cutout),
+        crop_padding=int(crop_padding),
+        flip=flip,
+        rotation=float(rotation),
+        cutout=int(cutout),
         policy=policy,
     )

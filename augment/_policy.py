@@ -90,8 +90,9 @@ def _parse_sub_policies(raw: object) -> tuple[tuple[Step, ...], ...]:
                 f"sub_policies[{i}]: expected a list of {STEPS_PER_SUB_POLICY} steps "
                 f"[op, probability, magnitude_index], got {reprlib.repr(sub)}"
             )
-        parsed.append(tuple(_parse_step(step, f"sub_policies[{i}][{j}]")
-                            for j, step in enumerate(sub)))
+        parsed.append(
+            tuple(_parse_step(step, f"sub_policies[{i}][{j}]") for j, step in enumerate(sub))
+        )
     return tuple(parsed)
 
 
@@ -249,33 +250,35 @@ def save_policy(policy: Policy, path: str | os.PathLike[str]) -> None:
 # The AutoAugment paper's CIFAR-10 policy (Cubuk et al. 2018, Appendix, Table "Policy found on
 # reduced CIFAR-10"), as in torchvision's AutoAugmentPolicy.CIFAR10 and CIFAR10Policy; the
 # magnitude bins of AutoContrast/Equalize/Invert are the paper's, and unused.
-CIFAR10 = Policy((
-    (("Invert", 0.1, 7), ("Contrast", 0.2, 6)),
-    (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
-    (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
-    (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
-    (("AutoContrast", 0.5, 8), ("Equalize", 0.9, 2)),
-    (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
-    (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
-    (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
-    (("Equalize", 0.6, 5), ("Equalize", 0.5, 1)),
-    (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
-    (("Color", 0.7, 7), ("TranslateX", 0.5, 8)),
-    (("Equalize", 0.3, 7), ("AutoContrast", 0.4, 8)),
-    (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)),
-    (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
-    (("Solarize", 0.5, 2), ("Invert", 0.0, 3)),
-    (("Equalize", 0.2, 0), ("AutoContrast", 0.6, 0)),
-    (("Equalize", 0.2, 8), ("Equalize", 0.6, 4)),
-    (("Color", 0.9, 9), ("Equalize", 0.6, 6)),
-    (("AutoContrast", 0.8, 4), ("Solarize", 0.2, 8)),
-    (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
-    (("Solarize", 0.4, 5), ("AutoContrast", 0.9, 3)),
-    (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
-    (("AutoContrast", 0.9, 2), ("Solarize", 0.8, 3)),
-    (("Equalize", 0.8, 8), ("Invert", 0.1, 3)),
-    (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, 1)),
-))
+CIFAR10 = Policy(
+    (
+        (("Invert", 0.1, 7), ("Contrast", 0.2, 6)),
+        (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+        (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
+        (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+        (("AutoContrast", 0.5, 8), ("Equalize", 0.9, 2)),
+        (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+        (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
+        (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+        (("Equalize", 0.6, 5), ("Equalize", 0.5, 1)),
+        (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+        (("Color", 0.7, 7), ("TranslateX", 0.5, 8)),
+        (("Equalize", 0.3, 7), ("AutoContrast", 0.4, 8)),
+        (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)),
+        (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+        (("Solarize", 0.5, 2), ("Invert", 0.0, 3)),
+        (("Equalize", 0.2, 0), ("AutoContrast", 0.6, 0)),
+        (("Equalize", 0.2, 8), ("Equalize", 0.6, 4)),
+        (("Color", 0.9, 9), ("Equalize", 0.6, 6)),
+        (("AutoContrast", 0.8, 4), ("Solarize", 0.2, 8)),
+        (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+        (("Solarize", 0.4, 5), ("AutoContrast", 0.9, 3)),
+        (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+        (("AutoContrast", 0.9, 2), ("Solarize", 0.8, 3)),
+        (("Equalize", 0.8, 8), ("Invert", 0.1, 3)),
+        (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, 1)),
+    )
+)
 
 BUILTIN_POLICIES: dict[str, Policy] = {"cifar10": CIFAR10}
 
@@ -298,4 +301,3 @@ def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
         return policy_from_json(data)
     except PolicyError as error:
         raise PolicyError(f"{path}: {error}") from None
-

@@ -82,7 +82,7 @@ def _warp(
     ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=device)[None, :, None]
     grid = torch.empty(n, h, w, 2, device=device)
     for axis, half in ((0, 0.5 * w), (1, 0.5 * h)):
-        m_x, m_y, m_1 = (v.view(n, 1, 1) / half for v in inverse[3 * axis:3 * axis + 3])
+        m_x, m_y, m_1 = (v.view(n, 1, 1) / half for v in inverse[3 * axis : 3 * axis + 3])
         # (x * m_x + y * m_y) + m_1 per pixel, from an (N, 1, W) and an (N, H, 1) product, so
         # only two ops run at full size.
         coord = grid[..., axis]

@@ -17,7 +17,9 @@ class PolicyTransform(nn.Module):
     """Apply a Policy to one PIL image or (C, H, W) uint8 tensor; returns the same type."""
 
     def __init__(
-        self, policy: Policy | str | os.PathLike[str] = "cifar10", *,
+        self,
+        policy: Policy | str | os.PathLike[str] = "cifar10",
+        *,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()

@@ -14,8 +14,10 @@ def cpu_model() -> str:
             key, _, value = line.partition(":")
             fields.setdefault(key.strip(), value.strip())
         if "model name" in fields:
-            return (f"{fields['model name']} (family {fields.get('cpu family', '?')}, "
-                    f"model {fields.get('model', '?')})")
+            return (
+                f"{fields['model name']} (family {fields.get('cpu family', '?')}, "
+                f"model {fields.get('model', '?')})"
+            )
     except OSError:
         pass
     return platform.processor() or platform.machine()

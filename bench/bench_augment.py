@@ -75,11 +75,13 @@ class PilTimer:
 
     def __init__(self, pil_images: list[PIL.Image.Image]) -> None:
         self.pil_images = pil_images
-        self.pipeline = T.Compose([
-            T.RandomCrop(32, padding=4),
-            T.RandomHorizontalFlip(),
-            T.AutoAugment(T.AutoAugmentPolicy.CIFAR10),
-        ])
+        self.pipeline = T.Compose(
+            [
+                T.RandomCrop(32, padding=4),
+                T.RandomHorizontalFlip(),
+                T.AutoAugment(T.AutoAugmentPolicy.CIFAR10),
+            ]
+        )
 
     def __call__(self) -> float:
         start = time.perf_counter()
@@ -121,8 +123,10 @@ def main() -> None:
     print(f"machine: CPU {cpu_model()} ({os.cpu_count()} logical cores)")
     if device.type == "cuda":
         print(f"         GPU {torch.cuda.get_device_name(device)}")
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"Python {platform.python_version()}")
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"Python {platform.python_version()}"
+    )
     print(f"data: {source}; batch {n}; device {device}")
     if hasattr(os, "getloadavg"):
         print(f"load average before: {os.getloadavg()[0]:.2f} (other processes slow every variant)")
@@ -134,7 +138,9 @@ def main() -> None:
     timers: dict[str, tuple] = {}
     if device.type == "cpu":
         timers[f"batched pipeline on cpu ({threads} threads)"] = (
-            BatchedTimer(pipeline, images, device), threads)
+            BatchedTimer(pipeline, images, device),
+            threads,
+        )
         timers["batched pipeline on cpu (1 thread)"] = (BatchedTimer(pipeline, images, device), 1)
     else:
         timers[f"batched pipeline on {device}"] = (BatchedTimer(pipeline, images, device), None)
@@ -155,8 +161,10 @@ def main() -> None:
     for label, samples in times.items():
         median = statistics.median(samples)
         rates[label] = n / median
-        print(f"{label:44s} {n / median:10,.0f} images/s  (median of {len(samples)}: "
-              f"{median * 1e3:7.2f} ms per {n})")
+        print(
+            f"{label:44s} {n / median:10,.0f} images/s  (median of {len(samples)}: "
+            f"{median * 1e3:7.2f} ms per {n})"
+        )
     pil = rates["per-image PIL pipeline (1 thread)"]
     print()
     for label, rate in rates.items():

@@ -33,8 +33,12 @@ def main() -> None:
     parser.add_argument("--search-train-size", type=int, default=4000)
     parser.add_argument("--gpus-per-trial", type=float, default=None)
     parser.add_argument("--epochs", type=int, default=30, help="the short comparison schedule")
-    parser.add_argument("--train-size", type=int, default=None,
-                        help="training images for the comparison (default: all but validation)")
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="training images for the comparison (default: all but validation)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
@@ -42,26 +46,61 @@ def main() -> None:
     from training import TrainConfig, load_cifar10, train, train_val_split
 
     work = Path(tempfile.mkdtemp(prefix="bench-policy-"))
-    search = [sys.executable, "-m", "search.run", "--space", "policy", "--data", args.data,
-              "--trials", str(args.trials), "--max-epochs", str(args.search_epochs),
-              "--train-size", str(args.search_train_size), "--seed", str(args.seed),
-              "--out", str(work)]
+    search = [
+        sys.executable,
+        "-m",
+        "search.run",
+        "--space",
+        "policy",
+        "--data",
+        args.data,
+        "--trials",
+        str(args.trials),
+        "--max-epochs",
+        str(args.search_epochs),
+        "--train-size",
+        str(args.search_train_size),
+        "--seed",
+        str(args.seed),
+        "--out",
+        str(work),
+    ]
     if args.gpus_per_trial is not None:
         search += ["--gpus-per-trial", str(args.gpus_per_trial)]
     start = time.perf_counter()
     subprocess.run(search, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     search_seconds = time.perf_counter() - start
     policy_file = work / "policy.json"
-    subprocess.run([sys.executable, "-m", "search.export_policy", "--study", "policy",
-                    "--studies-dir", str(work), "-o", str(policy_file)], cwd=REPO, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.export_policy",
+            "--study",
+            "policy",
+            "--studies-dir",
+            str(work),
+            "-o",
+            str(policy_file),
+        ],
+        cwd=REPO,
+        check=True,
+    )
 
     data = load_cifar10(args.data, "train")
     train_set, val_set = train_val_split(data, 5000, args.seed, args.train_size)
-    base = TrainConfig(model="cnn_reg", epochs=args.epochs, batch_size=128, lr=2e-3,
-                       weight_decay=5e-4, schedule="cosine", cutout=16, seed=args.seed)
+    base = TrainConfig(
+        model="cnn_reg",
+        epochs=args.epochs,
+        batch_size=128,
+        lr=2e-3,
+        weight_decay=5e-4,
+        schedule="cosine",
+        cutout=16,
+        seed=args.seed,
+    )
     accuracies = {}
-    for name, policy in (("none", None), ("cifar10", "cifar10"),
-                         ("exported", str(policy_file))):
+    for name, policy in (("none", None), ("cifar10", "cifar10"), ("exported", str(policy_file))):
         result = train(base.replace(policy=policy), train_set, val_set)
         accuracies[name] = result.history[-1].val_accuracy
         print(f"{name:>9}: validation accuracy {100 * accuracies[name]:.2f}%", flush=True)
@@ -70,10 +109,13 @@ def main() -> None:
 
     devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
     results = {
-        "machine": machine_name(), "torch": torch.__version__, "trials": args.trials,
+        "machine": machine_name(),
+        "torch": torch.__version__,
+        "trials": args.trials,
         "search_seconds": round(search_seconds, 1),
         "search_device_minutes": round(search_seconds / 60 * max(devices, 1), 2),
-        "comparison_epochs": args.epochs, "val_accuracy": accuracies,
+        "comparison_epochs": args.epochs,
+        "val_accuracy": accuracies,
         "policy_file": str(policy_file),
     }
     print(json.dumps(results, indent=2))

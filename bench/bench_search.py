@@ -98,7 +98,10 @@ def gpu_names() -> list[str]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", *_visible()],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -111,9 +114,17 @@ class GpuSampler:
     def __init__(self) -> None:
         self.samples: list[tuple[float, float]] = []  # (unix time, busy %), one per GPU per tick
         self._proc = subprocess.Popen(
-            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-             "-lms", "200", *_visible()],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                "nvidia-smi",
+                "--query-gpu=utilization.gpu",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "200",
+                *_visible(),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -136,8 +147,11 @@ class GpuSampler:
 
     def mean(self, start: float | None = None, end: float | None = None) -> float | None:
         """Mean busy % over the samples in [start, end] (all of them by default)."""
-        values = [v for t, v in self.samples
-                  if (start is None or t >= start) and (end is None or t <= end)]
+        values = [
+            v
+            for t, v in self.samples
+            if (start is None or t >= start) and (end is None or t <= end)
+        ]
         return round(statistics.fmean(values), 1) if values else None
 
 
@@ -177,25 +191,49 @@ def trial_times(storage_url: str, study_name: str, ray_dir: Path) -> list[TrialT
         lifetime = None
         if trial.datetime_start is not None and trial.datetime_complete is not None:
             lifetime = (trial.datetime_complete - trial.datetime_start).total_seconds()
-        times.append(TrialTimes(
-            number=trial.number, state=trial.state.name,
-            epochs=int(attrs.get("epochs_run", len(trial.intermediate_values))),
-            train=_round(train), train_source=source, lifetime=_round(lifetime),
-        ))
+        times.append(
+            TrialTimes(
+                number=trial.number,
+                state=trial.state.name,
+                epochs=int(attrs.get("epochs_run", len(trial.intermediate_values))),
+                train=_round(train),
+                train_source=source,
+                lifetime=_round(lifetime),
+            )
+        )
     return times
 
 
-def run_search(args: argparse.Namespace, gpus_per_trial: float | None, study: str,
-               out: Path, has_gpu: bool) -> SearchRun:
+def run_search(
+    args: argparse.Namespace, gpus_per_trial: float | None, study: str, out: Path, has_gpu: bool
+) -> SearchRun:
     """Run one search as a subprocess, then read back what it recorded."""
     # Named outright, so a $SEARCH_STORAGE in the environment cannot send the study elsewhere.
     storage_url = f"sqlite:///{(out / f'{study}.db').resolve()}"
     command = [
-        sys.executable, "-m", "search.run", "--space", args.space, "--study", study,
-        "--storage", storage_url, "--trials", str(args.trials),
-        "--max-epochs", str(args.max_epochs), "--train-size", str(args.train_size),
-        "--val-size", str(args.val_size), "--data", str(args.data), "--out", str(out),
-        "--seed", str(args.seed),
+        sys.executable,
+        "-m",
+        "search.run",
+        "--space",
+        args.space,
+        "--study",
+        study,
+        "--storage",
+        storage_url,
+        "--trials",
+        str(args.trials),
+        "--max-epochs",
+        str(args.max_epochs),
+        "--train-size",
+        str(args.train_size),
+        "--val-size",
+        str(args.val_size),
+        "--data",
+        str(args.data),
+        "--out",
+        str(out),
+        "--seed",
+        str(args.seed),
     ]
     if gpus_per_trial is not None:
         command += ["--gpus-per-trial", f"{gpus_per_trial:g}"]
@@ -207,7 +245,11 @@ def run_search(args: argparse.Namespace, gpus_per_trial: float | None, study: st
     started_at = datetime.datetime.now()
     start = time.perf_counter()
     with subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     ) as proc:
         assert proc.stdout is not None
@@ -236,14 +278,22 @@ def run_search(args: argparse.Namespace, gpus_per_trial: float | None, study: st
         span = (ends - starts).total_seconds()
         teardown = (ended_at - ends).total_seconds()
         in_search = (span - train_sum / concurrency) / n
-    latency = {t.number: t.lifetime - t.train for t in times
-               if t.lifetime is not None and t.train is not None}
+    latency = {
+        t.number: t.lifetime - t.train
+        for t in times
+        if t.lifetime is not None and t.train is not None
+    }
     first_wave = sorted(latency)[:concurrency]
     later = [v for k, v in latency.items() if k not in first_wave]
     result = SearchRun(
         gpus_per_trial=gpus_per_trial if gpus_per_trial is not None else 0.0,
-        concurrency=concurrency, trials=len(times), states=states, wall_s=round(wall, 2),
-        startup_s=_round(startup), span_s=_round(span), teardown_s=_round(teardown),
+        concurrency=concurrency,
+        trials=len(times),
+        states=states,
+        wall_s=round(wall, 2),
+        startup_s=_round(startup),
+        span_s=_round(span),
+        teardown_s=_round(teardown),
         train_sum_s=round(train_sum, 2),
         trials_without_train_time=sum(t.train is None for t in times),
         overhead_per_trial_s=round((wall - train_sum / concurrency) / n, 2),
@@ -251,7 +301,8 @@ def run_search(args: argparse.Namespace, gpus_per_trial: float | None, study: st
         mean_latency_outside_training_s=_mean(list(latency.values())),
         first_wave_latency_s=_mean([latency[k] for k in first_wave]),
         later_latency_s=_mean(later),
-        study_db=storage_url, per_trial=[asdict(t) for t in times],
+        study_db=storage_url,
+        per_trial=[asdict(t) for t in times],
     )
     if sampler is not None:
         result.gpu_samples = len(sampler.samples)
@@ -282,27 +333,38 @@ def _mean(values: list[float]) -> float | None:
 
 
 def print_table(runs: list[SearchRun]) -> None:
-    header = (f"{'gpu/trial':>9} {'conc':>4} {'trials':>6} {'wall s':>7} {'startup':>7} "
-              f"{'span':>7} {'teardn':>6} {'train s':>8} {'ovh/trial':>9} {'in-search':>9} "
-              f"{'lat 1st':>7} {'lat later':>9} {'GPU busy %':>10}")
+    header = (
+        f"{'gpu/trial':>9} {'conc':>4} {'trials':>6} {'wall s':>7} {'startup':>7} "
+        f"{'span':>7} {'teardn':>6} {'train s':>8} {'ovh/trial':>9} {'in-search':>9} "
+        f"{'lat 1st':>7} {'lat later':>9} {'GPU busy %':>10}"
+    )
     print(header)
     for r in runs:
-        busy = "-" if r.gpu_busy_percent_span is None else (
-            f"{r.gpu_busy_percent_span:.0f} ({r.gpu_busy_percent_wall:.0f})")
-        print(f"{r.gpus_per_trial:>9g} {r.concurrency:>4} {r.trials:>6} {r.wall_s:>7.1f} "
-              f"{_fmt(r.startup_s):>7} {_fmt(r.span_s):>7} {_fmt(r.teardown_s):>6} "
-              f"{r.train_sum_s:>8.1f} {r.overhead_per_trial_s:>9.2f} "
-              f"{_fmt(r.in_search_overhead_per_trial_s, 2):>9} "
-              f"{_fmt(r.first_wave_latency_s, 2):>7} {_fmt(r.later_latency_s, 2):>9} "
-              f"{busy:>10}")
-    print("ovh/trial = (wall - train/conc)/trials; in-search = (span - train/conc)/trials; "
-          "lat = mean of (trial lifetime in the study - its training time) over the first wave "
-          "of `conc` trials (Ray workers starting) and over the later ones (actors reused); "
-          "GPU busy % over the span (over the whole command)")
+        busy = (
+            "-"
+            if r.gpu_busy_percent_span is None
+            else (f"{r.gpu_busy_percent_span:.0f} ({r.gpu_busy_percent_wall:.0f})")
+        )
+        print(
+            f"{r.gpus_per_trial:>9g} {r.concurrency:>4} {r.trials:>6} {r.wall_s:>7.1f} "
+            f"{_fmt(r.startup_s):>7} {_fmt(r.span_s):>7} {_fmt(r.teardown_s):>6} "
+            f"{r.train_sum_s:>8.1f} {r.overhead_per_trial_s:>9.2f} "
+            f"{_fmt(r.in_search_overhead_per_trial_s, 2):>9} "
+            f"{_fmt(r.first_wave_latency_s, 2):>7} {_fmt(r.later_latency_s, 2):>9} "
+            f"{busy:>10}"
+        )
+    print(
+        "ovh/trial = (wall - train/conc)/trials; in-search = (span - train/conc)/trials; "
+        "lat = mean of (trial lifetime in the study - its training time) over the first wave "
+        "of `conc` trials (Ray workers starting) and over the later ones (actors reused); "
+        "GPU busy % over the span (over the whole command)"
+    )
     for r in runs:
         if r.trials_without_train_time:
-            print(f"note: {r.trials_without_train_time} trial(s) at {r.gpus_per_trial:g} GPU had "
-                  "no recorded training time and count as 0 s")
+            print(
+                f"note: {r.trials_without_train_time} trial(s) at {r.gpus_per_trial:g} GPU had "
+                "no recorded training time and count as 0 s"
+            )
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -311,8 +373,8 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def main() -> None:
     argv = sys.argv[1:]
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Arguments after `--` go to search.run as they are.",
@@ -325,12 +387,22 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=500, help="validation images")
     parser.add_argument("--seed", type=int, default=0, help="search.run --seed")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 location")
-    parser.add_argument("--gpus-per-trial", type=float, nargs="+", default=None,
-                        help="one search per value; none given: 0.25 with a GPU, else 0 (CPU)")
-    parser.add_argument("--sweep", action="store_true",
-                        help=f"--gpus-per-trial {' '.join(f'{g:g}' for g in SWEEP)}")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the study databases; none given: a new temporary one")
+    parser.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        nargs="+",
+        default=None,
+        help="one search per value; none given: 0.25 with a GPU, else 0 (CPU)",
+    )
+    parser.add_argument(
+        "--sweep", action="store_true", help=f"--gpus-per-trial {' '.join(f'{g:g}' for g in SWEEP)}"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the study databases; none given: a new temporary one",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     args.extra = extra
@@ -348,31 +420,51 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     machine = {
-        "cpu": cpu_model(), "logical_cores": os.cpu_count(), "gpus": gpus,
-        "python": platform.python_version(), "date": datetime.date.today().isoformat(),
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "gpus": gpus,
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
     }
-    print(f"machine: CPU {machine['cpu']} ({machine['logical_cores']} logical cores)"
-          + (f"; GPU {', '.join(gpus)}" if gpus else "; no GPU"))
-    print(f"{args.space}: {args.trials} trials, max {args.max_epochs} epochs, train "
-          f"{args.train_size}, val {args.val_size}; studies in {out}", flush=True)
+    print(
+        f"machine: CPU {machine['cpu']} ({machine['logical_cores']} logical cores)"
+        + (f"; GPU {', '.join(gpus)}" if gpus else "; no GPU")
+    )
+    print(
+        f"{args.space}: {args.trials} trials, max {args.max_epochs} epochs, train "
+        f"{args.train_size}, val {args.val_size}; studies in {out}",
+        flush=True,
+    )
 
     runs = []
     for value in values:
         study = f"bench-gpu{value:g}"
         if (out / f"{study}.db").exists():
-            raise SystemExit(f"{out / f'{study}.db'} exists (a re-run would continue that study "
-                             "instead of timing a new one); pass a new --out")
+            raise SystemExit(
+                f"{out / f'{study}.db'} exists (a re-run would continue that study "
+                "instead of timing a new one); pass a new --out"
+            )
         runs.append(run_search(args, value, study, out, bool(gpus)))
         print(flush=True)
     print_table(runs)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "machine": machine, "space": args.space, "trials": args.trials,
-            "max_epochs": args.max_epochs, "train_size": args.train_size,
-            "val_size": args.val_size, "extra_args": extra,
-            "runs": [asdict(r) for r in runs],
-        }, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine,
+                    "space": args.space,
+                    "trials": args.trials,
+                    "max_epochs": args.max_epochs,
+                    "train_size": args.train_size,
+                    "val_size": args.val_size,
+                    "extra_args": extra,
+                    "runs": [asdict(r) for r in runs],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"wrote {args.json}")
 
 

@@ -63,9 +63,12 @@ TARGETS: dict[str, dict[str, float]] = {
 def machine(device: torch.device) -> dict[str, Any]:
     """What the numbers were measured on."""
     info: dict[str, Any] = {
-        "cpu": cpu_model(), "logical_cores": os.cpu_count(), "torch_threads":
-        torch.get_num_threads(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
         "date": datetime.date.today().isoformat(),
     }
     if device.type == "cuda":
@@ -96,17 +99,22 @@ class ReferencePipeline:
     def __init__(
         self, data: LabeledImages, model_name: str, device: torch.device, workers: int, seed: int
     ) -> None:
-        transform = T.Compose([
-            T.RandomCrop(32, padding=4),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-        ])
+        transform = T.Compose(
+            [
+                T.RandomCrop(32, padding=4),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            ]
+        )
         dataset = PILImages(
             data.images.permute(0, 2, 3, 1).contiguous().numpy(), data.labels.tolist(), transform
         )
         self.loader = DataLoader(
-            dataset, batch_size=BATCH, shuffle=True, num_workers=workers,
+            dataset,
+            batch_size=BATCH,
+            shuffle=True,
+            num_workers=workers,
             pin_memory=device.type == "cuda",
         )
         torch.manual_seed(seed)
@@ -179,12 +187,16 @@ def check_targets(model: str, device: torch.device, result: dict[str, Any]) -> l
     estimate = result["ours"]["full_epoch_estimate_s"]
     scaled = "" if result["images"] == FULL_EPOCH else ", scaled from --images"
     verdict = "met" if estimate <= target["max_epoch_s"] else "NOT met"
-    lines.append(f"target: {model} epoch <= {target['max_epoch_s']} s: {verdict} "
-                 f"({estimate:.3f} s per 50,000 images{scaled}){scope}")
+    lines.append(
+        f"target: {model} epoch <= {target['max_epoch_s']} s: {verdict} "
+        f"({estimate:.3f} s per 50,000 images{scaled}){scope}"
+    )
     if "min_speedup" in target and "speedup" in result:
         verdict = "met" if result["speedup"] >= target["min_speedup"] else "NOT met"
-        lines.append(f"target: >= {target['min_speedup']:g}x the reference: {verdict} "
-                     f"({result['speedup']:.1f}x){scope}")
+        lines.append(
+            f"target: >= {target['min_speedup']:g}x the reference: {verdict} "
+            f"({result['speedup']:.1f}x){scope}"
+        )
     return lines
 
 
@@ -194,17 +206,29 @@ def main() -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--images", type=int, default=FULL_EPOCH,
-                        help="training images per epoch (fewer on slow machines)")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=FULL_EPOCH,
+        help="training images per epoch (fewer on slow machines)",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each pipeline")
     parser.add_argument("--warmup", type=int, default=1, help="untimed epochs before them")
     parser.add_argument("--model", default="cnn_reg", help="a name models.create_model knows")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model")
     parser.add_argument("--skip-reference", action="store_true", help="time only our trainer")
-    parser.add_argument("--workers", type=int, default=4,
-                        help="reference DataLoader worker processes (a typical user's 4)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="CIFAR-10 location (as training.load_cifar10 takes it)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="reference DataLoader worker processes (a typical user's 4)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="CIFAR-10 location (as training.load_cifar10 takes it)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
@@ -216,15 +240,21 @@ def main() -> None:
         parser.error(f"--device {args.device} asked for, but CUDA is not available")
     data = subset(load_cifar10(args.data, "train"), args.images, args.seed)
     info = machine(device)
-    print(f"machine: CPU {info['cpu']} ({info['logical_cores']} logical cores, "
-          f"{info['torch_threads']} torch threads)")
+    print(
+        f"machine: CPU {info['cpu']} ({info['logical_cores']} logical cores, "
+        f"{info['torch_threads']} torch threads)"
+    )
     if device.type == "cuda":
         print(f"         GPU {info['gpu']} (CUDA {info['cuda']})")
-    print(f"torch {info['torch']}, torchvision {info['torchvision']}, Python {info['python']}; "
-          f"load average {info.get('load_average_1min', '?')}")
-    print(f"{args.model}: {len(data)} images, batch {BATCH}, {args.warmup} warm-up + "
-          f"{args.epochs} timed epoch(s) each, device {device}"
-          + ("" if args.skip_reference else f", reference with {args.workers} workers"))
+    print(
+        f"torch {info['torch']}, torchvision {info['torchvision']}, Python {info['python']}; "
+        f"load average {info.get('load_average_1min', '?')}"
+    )
+    print(
+        f"{args.model}: {len(data)} images, batch {BATCH}, {args.warmup} warm-up + "
+        f"{args.epochs} timed epoch(s) each, device {device}"
+        + ("" if args.skip_reference else f", reference with {args.workers} workers")
+    )
 
     reference = None
     # More workers than cores (4 on a 2-core machine) is what a typical user runs; the warning
@@ -252,8 +282,15 @@ def main() -> None:
         mark[0] = cpu_seconds()
 
     config = TrainConfig(
-        model=args.model, epochs=args.warmup + args.epochs, batch_size=BATCH, optimizer="adam",
-        lr=1e-3, schedule="constant", crop_padding=4, flip=True, seed=args.seed,
+        model=args.model,
+        epochs=args.warmup + args.epochs,
+        batch_size=BATCH,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="constant",
+        crop_padding=4,
+        flip=True,
+        seed=args.seed,
         compile=args.compile,
     )
     train(config, data, None, device=device, on_epoch_end=on_epoch_end)
@@ -261,34 +298,47 @@ def main() -> None:
     if hasattr(os, "getloadavg"):
         info["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     result: dict[str, Any] = {
-        "model": args.model, "device": str(device), "images": len(data), "batch": BATCH,
-        "warmup_epochs": args.warmup, "timed_epochs": args.epochs, "compile": args.compile,
+        "model": args.model,
+        "device": str(device),
+        "images": len(data),
+        "batch": BATCH,
+        "warmup_epochs": args.warmup,
+        "timed_epochs": args.epochs,
+        "compile": args.compile,
         "machine": info,
-        "ours": summarise(ours[args.warmup:], ours_cpu[args.warmup:], len(data)),
+        "ours": summarise(ours[args.warmup :], ours_cpu[args.warmup :], len(data)),
     }
     print()
     rows = [("ours", result["ours"])]
     if reference is not None:
         result["reference"] = {
-            **summarise(theirs[args.warmup:], theirs_cpu[args.warmup:], len(data)),
+            **summarise(theirs[args.warmup :], theirs_cpu[args.warmup :], len(data)),
             "workers": args.workers,
         }
         result["speedup"] = round(
-            result["reference"]["median_epoch_s"] / result["ours"]["median_epoch_s"], 2)
+            result["reference"]["median_epoch_s"] / result["ours"]["median_epoch_s"], 2
+        )
         rows.append(("reference", result["reference"]))
     for name, row in rows:
-        print(f"{name:10s} median epoch {row['median_epoch_s']:8.3f} s  "
-              f"{row['images_per_second']:10,.0f} images/s  "
-              f"{row['median_epoch_cpu_s']:8.2f} CPU s  "
-              f"(50,000-image epoch ~ {row['full_epoch_estimate_s']:.2f} s)")
+        print(
+            f"{name:10s} median epoch {row['median_epoch_s']:8.3f} s  "
+            f"{row['images_per_second']:10,.0f} images/s  "
+            f"{row['median_epoch_cpu_s']:8.2f} CPU s  "
+            f"(50,000-image epoch ~ {row['full_epoch_estimate_s']:.2f} s)"
+        )
     if "load_average_1min_end" in info:
-        print(f"load average {info['load_average_1min']} at the start, "
-              f"{info['load_average_1min_end']} at the end ({info['logical_cores']} cores)")
+        print(
+            f"load average {info['load_average_1min']} at the start, "
+            f"{info['load_average_1min_end']} at the end ({info['logical_cores']} cores)"
+        )
     if "speedup" in result:
         result["cpu_ratio"] = round(
-            result["reference"]["median_epoch_cpu_s"] / result["ours"]["median_epoch_cpu_s"], 2)
-        print(f"ratio: ours is {result['speedup']:.2f}x the reference's speed "
-              f"(CPU time: the reference uses {result['cpu_ratio']:.2f}x ours)")
+            result["reference"]["median_epoch_cpu_s"] / result["ours"]["median_epoch_cpu_s"], 2
+        )
+        print(
+            f"ratio: ours is {result['speedup']:.2f}x the reference's speed "
+            f"(CPU time: the reference uses {result['cpu_ratio']:.2f}x ours)"
+        )
     result["targets"] = check_targets(args.model, device, result)
     for line in result["targets"]:
         print(line)

@@ -29,8 +29,7 @@ def format_epoch(stats: EpochStats, epochs: int | None = None) -> str:
 def format_test_report(result: EvalResult, classes: Sequence[str] = CIFAR10_SHORT_NAMES) -> str:
     """The reference report's closing lines: overall test accuracy, then a per-class table."""
     lines = [
-        f"Accuracy of the network on the {result.count} test images: "
-        f"{100 * result.accuracy:.2f} %",
+        f"Accuracy of the network on the {result.count} test images: {100 * result.accuracy:.2f} %",
         "",
         f"{'Class':<8}Accuracy (%)",
     ]
@@ -55,12 +54,20 @@ def add_study_options(parser: argparse.ArgumentParser, *, out_alias: bool = Fals
     from ._study import STORAGE_ENV, STUDIES_DIR
 
     parser.add_argument("--study", required=True, help="study name")
-    parser.add_argument("--storage", default=None,
-                        help=f"SQLAlchemy URL of the study database (default: ${STORAGE_ENV}, "
-                             "else sqlite:///STUDIES_DIR/STUDY.db)")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help=f"SQLAlchemy URL of the study database (default: ${STORAGE_ENV}, "
+        "else sqlite:///STUDIES_DIR/STUDY.db)",
+    )
     names = ["--studies-dir", "--out"] if out_alias else ["--studies-dir"]
-    parser.add_argument(*names, dest="studies_dir", type=Path, default=STUDIES_DIR,
-                        help="folder holding study databases and outputs")
+    parser.add_argument(
+        *names,
+        dest="studies_dir",
+        type=Path,
+        default=STUDIES_DIR,
+        help="folder holding study databases and outputs",
+    )
 
 
 def open_study_from_args(args: argparse.Namespace):

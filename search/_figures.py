@@ -43,8 +43,9 @@ def _complete(study: Any) -> list[Any]:
 def _need_complete(study: Any, count: int) -> None:
     have = len(_complete(study))
     if have < count:
-        raise Skip(f"needs at least {count} COMPLETE trial{'s' if count > 1 else ''}; "
-                   f"the study has {have}")
+        raise Skip(
+            f"needs at least {count} COMPLETE trial{'s' if count > 1 else ''}; the study has {have}"
+        )
 
 
 def optimization_history(study: Any) -> Any:
@@ -68,27 +69,47 @@ def learning_curves(study: Any) -> Any:
     metric = study.user_attrs.get("metric", "intermediate value")
     fig = go.Figure()
     in_legend: set[str] = set()
-    for trial in sorted(trials, key=lambda t: list(STATE_COLORS).index(t.state.name)
-                        if t.state.name in STATE_COLORS else len(STATE_COLORS)):
+    for trial in sorted(
+        trials,
+        key=lambda t: (
+            list(STATE_COLORS).index(t.state.name)
+            if t.state.name in STATE_COLORS
+            else len(STATE_COLORS)
+        ),
+    ):
         state = trial.state.name
         steps = sorted(trial.intermediate_values)
         values = [trial.intermediate_values[s] for s in steps]
         stopped = state in ("PRUNED", "FAIL")
-        fig.add_trace(go.Scatter(
-            x=steps, y=values, mode="lines+markers",
-            name=state, legendgroup=state, showlegend=state not in in_legend,
-            line={"color": STATE_COLORS.get(state, "#333333"),
-                  "dash": "dot" if stopped else "solid", "width": 1.5},
-            # Only the last point of a stopped trial gets the x: that is where it ended.
-            marker={"symbol": ["circle"] * (len(steps) - 1) + ["x" if stopped else "circle"],
-                    "size": [5] * (len(steps) - 1) + [10 if stopped else 5]},
-            hovertemplate=f"trial #{trial.number} ({state})<br>step %{{x}}<br>"
-                          f"{metric} %{{y:.4f}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=values,
+                mode="lines+markers",
+                name=state,
+                legendgroup=state,
+                showlegend=state not in in_legend,
+                line={
+                    "color": STATE_COLORS.get(state, "#333333"),
+                    "dash": "dot" if stopped else "solid",
+                    "width": 1.5,
+                },
+                # Only the last point of a stopped trial gets the x: that is where it ended.
+                marker={
+                    "symbol": ["circle"] * (len(steps) - 1) + ["x" if stopped else "circle"],
+                    "size": [5] * (len(steps) - 1) + [10 if stopped else 5],
+                },
+                hovertemplate=f"trial #{trial.number} ({state})<br>step %{{x}}<br>"
+                f"{metric} %{{y:.4f}}<extra></extra>",
+            )
+        )
         in_legend.add(state)
-    fig.update_layout(title="Learning Curves (intermediate values by trial state)",
-                      xaxis_title="step (epoch)", yaxis_title=metric,
-                      legend_title="trial state")
+    fig.update_layout(
+        title="Learning Curves (intermediate values by trial state)",
+        xaxis_title="step (epoch)",
+        yaxis_title=metric,
+        legend_title="trial state",
+    )
     return fig
 
 
@@ -117,8 +138,9 @@ def param_importances(study: Any) -> Any:
         warnings.simplefilter("ignore", UserWarning)
         fig = vis.plot_param_importances(study, evaluator=evaluator)
     name = type(evaluator).__name__ if evaluator is not None else "optuna's default evaluator"
-    fig.update_layout(title=f"Hyperparameter Importances ({name}, "
-                            f"{len(_complete(study))} complete trials)")
+    fig.update_layout(
+        title=f"Hyperparameter Importances ({name}, {len(_complete(study))} complete trials)"
+    )
     return fig
 
 
@@ -159,6 +181,9 @@ def study_figures(study: Any) -> list[Section]:
             sections.append(Section(title, None, f"not drawn: {exc}"))
         except Exception as exc:  # one broken figure must not cost the others
             reason = (str(exc).strip().splitlines() or [""])[0]
-            sections.append(Section(
-                title, None, f"could not be drawn: {type(exc).__name__}: {reason}".rstrip(": ")))
+            sections.append(
+                Section(
+                    title, None, f"could not be drawn: {type(exc).__name__}: {reason}".rstrip(": ")
+                )
+            )
     return sections

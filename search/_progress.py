@@ -48,9 +48,11 @@ def trial_error_message(trial: Trial) -> str:
     if isinstance(error, RayActorError):
         # Ray's text for this names no exception and runs to a paragraph of possible causes.
         pid = _PID.search(text)
-        return (f"worker died: the Ray worker process running the trial"
-                f"{f' (pid {pid.group(1)})' if pid else ''} ended unexpectedly (killed, out of "
-                f"memory or crashed; {type(error).__name__})")
+        return (
+            f"worker died: the Ray worker process running the trial"
+            f"{f' (pid {pid.group(1)})' if pid else ''} ended unexpectedly (killed, out of "
+            f"memory or crashed; {type(error).__name__})"
+        )
     return error_summary(text)
 
 
@@ -59,8 +61,13 @@ class SearchProgress(Callback):
     with `verbose`, one line per epoch too. Feeds trial errors to the searcher."""
 
     def __init__(
-        self, searcher: TruthfulOptunaSearch, target: int, already: int, max_epochs: int,
-        verbose: bool = False, stream: TextIO = sys.stdout,
+        self,
+        searcher: TruthfulOptunaSearch,
+        target: int,
+        already: int,
+        max_epochs: int,
+        verbose: bool = False,
+        stream: TextIO = sys.stdout,
     ) -> None:
         self.searcher = searcher
         self.target = target
@@ -87,7 +94,8 @@ class SearchProgress(Callback):
         print(
             f"[{elapsed:7.1f}s] {message}  | {self.running} running, {self.done}/{self.target} "
             f"done, {self._best()}",
-            file=self.stream, flush=True,
+            file=self.stream,
+            flush=True,
         )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:

@@ -17,8 +17,10 @@ def write_retrain_report(path: Path, metrics: dict[str, Any], title: str) -> Non
     epochs = [h["epoch"] for h in history]
     curves = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy (%)"))
     for key, name, col in (
-        ("train_loss", "train loss", 1), ("val_loss", "validation loss", 1),
-        ("train_accuracy", "train accuracy", 2), ("val_accuracy", "validation accuracy", 2),
+        ("train_loss", "train loss", 1),
+        ("val_loss", "validation loss", 1),
+        ("train_accuracy", "train accuracy", 2),
+        ("val_accuracy", "validation accuracy", 2),
     ):
         values = [h[key] for h in history]
         if all(v is None for v in values):
@@ -30,27 +32,46 @@ def write_retrain_report(path: Path, metrics: dict[str, Any], title: str) -> Non
     curves.update_layout(title="Training and validation per epoch", height=420)
 
     names = list(metrics["per_class_accuracy"])
-    per_class = go.Figure(go.Bar(x=names, y=[100 * v for v in metrics["per_class_accuracy"]
-                                             .values()]))
+    per_class = go.Figure(
+        go.Bar(x=names, y=[100 * v for v in metrics["per_class_accuracy"].values()])
+    )
     per_class.update_layout(title="Test accuracy per class (%)", yaxis_range=[0, 100], height=380)
 
-    confusion = go.Figure(go.Heatmap(z=metrics["confusion_matrix"], x=names, y=names,
-                                     colorscale="Blues", text=metrics["confusion_matrix"],
-                                     texttemplate="%{text}"))
-    confusion.update_layout(title="Confusion matrix (rows: true class, columns: predicted)",
-                            yaxis_autorange="reversed", height=560, width=640)
+    confusion = go.Figure(
+        go.Heatmap(
+            z=metrics["confusion_matrix"],
+            x=names,
+            y=names,
+            colorscale="Blues",
+            text=metrics["confusion_matrix"],
+            texttemplate="%{text}",
+        )
+    )
+    confusion.update_layout(
+        title="Confusion matrix (rows: true class, columns: predicted)",
+        yaxis_autorange="reversed",
+        height=560,
+        width=640,
+    )
 
     facts = [
         ("test accuracy", f"{100 * metrics['test_accuracy']:.2f} %"),
-        ("search validation accuracy",
-         f"{100 * metrics['search_val_accuracy']:.2f} %"
-         if metrics.get("search_val_accuracy") is not None else "-"),
-        ("epochs", metrics["epochs"]), ("validation", metrics["validation"]),
-        ("wall time", f"{metrics['wall_time']:.0f} s"), ("device", metrics["device"]),
-        ("seed", metrics["seed"]), ("project version", metrics["project_version"]),
+        (
+            "search validation accuracy",
+            f"{100 * metrics['search_val_accuracy']:.2f} %"
+            if metrics.get("search_val_accuracy") is not None
+            else "-",
+        ),
+        ("epochs", metrics["epochs"]),
+        ("validation", metrics["validation"]),
+        ("wall time", f"{metrics['wall_time']:.0f} s"),
+        ("device", metrics["device"]),
+        ("seed", metrics["seed"]),
+        ("project version", metrics["project_version"]),
     ]
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in facts)
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts
+    )
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",

@@ -17,8 +17,7 @@ def make_sampler(name: str, seed: int) -> Any:
     if name == "tpe":
         with warnings.catch_warnings():  # `group` is marked experimental; it is what makes
             warnings.simplefilter("ignore")  # multivariate TPE work on conditional spaces
-            return samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True,
-                                       group=True)
+            return samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
     if name == "random":
         return samplers.RandomSampler(seed=seed)
     if name == "cmaes":

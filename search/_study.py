@@ -172,8 +172,12 @@ def record_heartbeat(study: Any, run_id: str, status: str = "running") -> None:
     """Mark this driver alive (or finished) in the study, for other drivers to see."""
     study.set_user_attr(
         RUN_ATTR_PREFIX + run_id,
-        {"status": status, "heartbeat": time.time(), "pid": os.getpid(),
-         "host": socket.gethostname()},
+        {
+            "status": status,
+            "heartbeat": time.time(),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        },
     )
 
 
@@ -202,7 +206,7 @@ def fail_interrupted_trials(study: Any, own_run_id: str | None = None) -> list[i
     import optuna
 
     runs = {
-        key[len(RUN_ATTR_PREFIX):]: value
+        key[len(RUN_ATTR_PREFIX) :]: value
         for key, value in study.user_attrs.items()
         if key.startswith(RUN_ATTR_PREFIX)
     }
@@ -214,7 +218,8 @@ def fail_interrupted_trials(study: Any, own_run_id: str | None = None) -> list[i
             continue
         storage = study._storage
         storage.set_trial_user_attr(
-            trial._trial_id, "fail_reason",
+            trial._trial_id,
+            "fail_reason",
             f"{INTERRUPTED_REASON}: the search driver ({run_id or 'unknown'}) stopped before "
             "this trial finished",
         )
@@ -248,7 +253,7 @@ def count_claimed(study: Any, own_run_id: str | None = None) -> int:
     import optuna
 
     runs = {
-        key[len(RUN_ATTR_PREFIX):]: value
+        key[len(RUN_ATTR_PREFIX) :]: value
         for key, value in study.user_attrs.items()
         if key.startswith(RUN_ATTR_PREFIX)
     }

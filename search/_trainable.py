@@ -40,14 +40,19 @@ def trial_dir(output_dir: str | Path, number: int) -> Path:
 
 
 def run_trial(
-    config: dict[str, Any], *, settings: TrialSettings, train_set: LabeledImages,
+    config: dict[str, Any],
+    *,
+    settings: TrialSettings,
+    train_set: LabeledImages,
     val_set: LabeledImages,
 ) -> None:
     """Train one configuration; ASHA may stop it at any report."""
     number = int(config["trial_number"])
     params = {k: v for k, v in config.items() if k != "trial_number"}
-    train_config = get_space(settings.space).to_config(params).replace(
-        epochs=settings.max_epochs, seed=settings.seed + number
+    train_config = (
+        get_space(settings.space)
+        .to_config(params)
+        .replace(epochs=settings.max_epochs, seed=settings.seed + number)
     )
     if settings.model and settings.model != train_config.model:
         # The space's model arguments (e.g. cnn_reg's dropout) belong to its own model.
@@ -61,10 +66,14 @@ def run_trial(
 
     def on_epoch_end(stats: EpochStats) -> None:
         metrics = {
-            "val_accuracy": stats.val_accuracy, "val_loss": stats.val_loss,
-            "train_loss": stats.train_loss, "train_accuracy": stats.train_accuracy,
-            "lr": stats.lr, "epoch_time": stats.epoch_time,
-            "images_per_second": stats.images_per_second, "trial_number": number,
+            "val_accuracy": stats.val_accuracy,
+            "val_loss": stats.val_loss,
+            "train_loss": stats.train_loss,
+            "train_accuracy": stats.train_accuracy,
+            "lr": stats.lr,
+            "epoch_time": stats.epoch_time,
+            "images_per_second": stats.images_per_second,
+            "trial_number": number,
             # Cumulative, so a trial that ASHA stops still leaves its training time behind.
             "trial_time": round(time.perf_counter() - start, 3),
         }
@@ -80,7 +89,12 @@ def run_trial(
     torch.save(result.model.state_dict(), weights.with_suffix(".tmp"))
     os.replace(weights.with_suffix(".tmp"), weights)
     (folder / "config.json").write_text(json.dumps(train_config.to_dict(), indent=2) + "\n")
-    tune.report({
-        **held[-1], "finished": True, "checkpoint_path": str(weights),
-        "wall_time": round(time.perf_counter() - start, 3), "device": device_name,
-    })
+    tune.report(
+        {
+            **held[-1],
+            "finished": True,
+            "checkpoint_path": str(weights),
+            "wall_time": round(time.perf_counter() - start, 3),
+            "device": device_name,
+        }
+    )

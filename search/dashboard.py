@@ -28,9 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_study_options(parser, out_alias=True)
-    parser.add_argument("--host", default=LOOPBACK,
-                        help="address to listen on; anything but loopback exposes the study, "
-                             "unauthenticated, to the network")
+    parser.add_argument(
+        "--host",
+        default=LOOPBACK,
+        help="address to listen on; anything but loopback exposes the study, "
+        "unauthenticated, to the network",
+    )
     parser.add_argument("--port", type=_port, default=8080, help="TCP port to listen on")
     return parser
 
@@ -78,11 +81,15 @@ def main(argv: list[str] | None = None) -> None:
     import optuna_dashboard
 
     if not is_loopback(args.host):
-        print(f"warning: the dashboard has no authentication; listening on {args.host} lets "
-              "anyone who can reach this machine read and change the study", file=sys.stderr)
+        print(
+            f"warning: the dashboard has no authentication; listening on {args.host} lets "
+            "anyone who can reach this machine read and change the study",
+            file=sys.stderr,
+        )
     print(f"study {args.study!r} in {redact(url)}")
-    print(f"open {dashboard_url(args.host, args.port, study._study_id)}  (Ctrl-C stops)",
-          flush=True)
+    print(
+        f"open {dashboard_url(args.host, args.port, study._study_id)}  (Ctrl-C stops)", flush=True
+    )
     try:
         optuna_dashboard.run_server(storage, host=args.host, port=args.port)
     except OSError as exc:  # port taken, address not on this machine, no permission

@@ -15,12 +15,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m search.evaluate",
         description="Evaluate saved weights (a retrain folder or a weights.pt with config.json "
-                    "beside it) on the CIFAR-10 test split.",
+        "beside it) on the CIFAR-10 test split.",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("target", type=Path, help="retrain folder or weights file")
-    parser.add_argument("--data", default=None,
-                        help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data)")
+    parser.add_argument(
+        "--data", default=None, help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data)"
+    )
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
     args = parser.parse_args(argv)
     try:

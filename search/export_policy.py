@@ -23,8 +23,9 @@ def merge_sub_policies(study, count: int) -> tuple[list, list[int]]:
     import optuna
 
     space = get_space(study.user_attrs.get("space", study.study_name))
-    complete = [t for t in study.get_trials(deepcopy=False)
-                if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [
+        t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE
+    ]
     complete.sort(key=lambda t: t.value, reverse=True)
     merged, seen, used = [], set(), []
     for trial in complete:
@@ -69,19 +70,26 @@ def main(argv: list[str] | None = None) -> None:
     except (StudyError, ValueError) as exc:
         fail(str(exc))
     if not merged:
-        fail(f"study {args.study!r} has no completed trial with a usable policy; run or "
-             "continue the policy search first")
+        fail(
+            f"study {args.study!r} has no completed trial with a usable policy; run or "
+            "continue the policy search first"
+        )
 
     from augment import Policy, save_policy
 
     tmp = args.output.with_name(args.output.name + ".tmp")
     save_policy(Policy(tuple(merged)), tmp)
     os.replace(tmp, args.output)
-    print(f"wrote {len(merged)} sub-policies from trials "
-          + ", ".join(f"#{n}" for n in used) + f" to {args.output}")
+    print(
+        f"wrote {len(merged)} sub-policies from trials "
+        + ", ".join(f"#{n}" for n in used)
+        + f" to {args.output}"
+    )
     if len(merged) < args.count:
-        print(f"note: only {len(merged)} distinct sub-policies were available (asked for "
-              f"{args.count}); more trials give more")
+        print(
+            f"note: only {len(merged)} distinct sub-policies were available (asked for "
+            f"{args.count}); more trials give more"
+        )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,15 @@ REPORT_NAME = "report.html"
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 # Study user attrs shown in the header when present, with their labels.
 STUDY_ATTRS = (
-    ("space", "space"), ("data_source", "data source"), ("project_version", "project version"),
-    ("metric", "metric"), ("sampler", "sampler"), ("max_epochs", "max epochs"),
-    ("train_size", "train images"), ("val_size", "validation images"), ("seed", "seed"),
+    ("space", "space"),
+    ("data_source", "data source"),
+    ("project_version", "project version"),
+    ("metric", "metric"),
+    ("sampler", "sampler"),
+    ("max_epochs", "max epochs"),
+    ("train_size", "train images"),
+    ("val_size", "validation images"),
+    ("seed", "seed"),
     ("created", "created"),
 )
 STYLE = """
@@ -49,8 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_study_options(parser, out_alias=True)
-    parser.add_argument("-o", "--output", type=Path, default=None,
-                        help=f"HTML file to write (default: STUDIES_DIR/STUDY/{REPORT_NAME})")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help=f"HTML file to write (default: STUDIES_DIR/STUDY/{REPORT_NAME})",
+    )
     return parser
 
 
@@ -90,8 +101,14 @@ def summary_html(study: Any, storage_url: str) -> str:
     states = sorted(counts, key=lambda s: STATE_ORDER.index(s) if s in STATE_ORDER else 99)
     rows = [("study", esc(study.study_name)), ("storage", esc(redact(storage_url)))]
     rows += [(label, esc(_fmt(attrs[key]))) for key, label in STUDY_ATTRS if key in attrs]
-    rows.append(("trials", esc(f"{len(trials)}: " + ", ".join(
-        f"{counts[s]} {s}" for s in states)) if trials else "none yet"))
+    rows.append(
+        (
+            "trials",
+            esc(f"{len(trials)}: " + ", ".join(f"{counts[s]} {s}" for s in states))
+            if trials
+            else "none yet",
+        )
+    )
 
     best = None
     try:
@@ -99,9 +116,15 @@ def summary_html(study: Any, storage_url: str) -> str:
     except (ValueError, RuntimeError):  # no complete trial, or a multi-objective study
         pass
     if best is not None:
-        rows.append(("best trial", esc(
-            f"#{best.number}: {_objective(study, best.value)} after "
-            f"{best.user_attrs.get('epochs_run', '?')} epochs")))
+        rows.append(
+            (
+                "best trial",
+                esc(
+                    f"#{best.number}: {_objective(study, best.value)} after "
+                    f"{best.user_attrs.get('epochs_run', '?')} epochs"
+                ),
+            )
+        )
     else:
         rows.append(("best trial", '<span class="muted">no COMPLETE trial yet</span>'))
 
@@ -109,19 +132,37 @@ def summary_html(study: Any, storage_url: str) -> str:
     # `retrain:<trial number>` on the study (Optuna refuses changes to a finished trial).
     retrain = attrs.get("retrain")
     if isinstance(retrain, dict):
-        rows.append(("retrain", esc(
-            f"trial #{retrain.get('trial', '?')}: test accuracy "
-            f"{_percent(retrain.get('test_accuracy'))}, in {retrain.get('dir', '?')}")))
+        rows.append(
+            (
+                "retrain",
+                esc(
+                    f"trial #{retrain.get('trial', '?')}: test accuracy "
+                    f"{_percent(retrain.get('test_accuracy'))}, in {retrain.get('dir', '?')}"
+                ),
+            )
+        )
     retrained = sorted(
-        (value for key, value in attrs.items()
-         if key.startswith("retrain:") and isinstance(value, dict)),
+        (
+            value
+            for key, value in attrs.items()
+            if key.startswith("retrain:") and isinstance(value, dict)
+        ),
         key=lambda value: value.get("trial", -1),
     )
     if retrained:
-        rows.append(("retrained trials", esc(", ".join(
-            f"#{value.get('trial', '?')}: test accuracy {_percent(value.get('test_accuracy'))} "
-            f"(search validation {_percent(value.get('search_val_accuracy'))})"
-            for value in retrained))))
+        rows.append(
+            (
+                "retrained trials",
+                esc(
+                    ", ".join(
+                        f"#{value.get('trial', '?')}: "
+                        f"test accuracy {_percent(value.get('test_accuracy'))} "
+                        f"(search validation {_percent(value.get('search_val_accuracy'))})"
+                        for value in retrained
+                    )
+                ),
+            )
+        )
 
     parts = [_rows(rows)]
     if best is not None:
@@ -130,9 +171,17 @@ def summary_html(study: Any, storage_url: str) -> str:
     failed = [t for t in trials if t.state.name == "FAIL"]
     parts.append(f"<h3>Failed trials ({len(failed)})</h3>")
     if failed:
-        parts.append(_rows([(f"#{t.number}", esc(str(t.user_attrs.get("fail_reason",
-                                                                       "no reason recorded"))))
-                            for t in failed]))
+        parts.append(
+            _rows(
+                [
+                    (
+                        f"#{t.number}",
+                        esc(str(t.user_attrs.get("fail_reason", "no reason recorded"))),
+                    )
+                    for t in failed
+                ]
+            )
+        )
     else:
         parts.append('<p class="muted">none</p>')
     return "\n".join(parts)
@@ -143,8 +192,9 @@ def section_html(section: Section, include_plotlyjs: bool) -> str:
     head = f"<h2>{html.escape(section.title)}</h2>"
     if section.figure is None:
         return f'<section>{head}<p class="note">{html.escape(section.note or "")}</p></section>'
-    div = section.figure.to_html(full_html=False, include_plotlyjs=include_plotlyjs,
-                                 config={"displaylogo": False})
+    div = section.figure.to_html(
+        full_html=False, include_plotlyjs=include_plotlyjs, config={"displaylogo": False}
+    )
     return f'<section>{head}<div class="figure">{div}</div></section>'
 
 
@@ -158,10 +208,10 @@ def report_html(study: Any, storage_url: str) -> str:
         js_included = js_included or section.figure is not None
     title = f"Study {study.study_name}"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n"
-        f"<p class=\"muted\">report written {time.strftime('%Y-%m-%d %H:%M:%S')}</p>\n"
+        f'<p class="muted">report written {time.strftime("%Y-%m-%d %H:%M:%S")}</p>\n'
         f"{summary_html(study, storage_url)}\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )
 

@@ -56,27 +56,60 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_study_options(parser)
-    parser.add_argument("--trial", type=int, default=None,
-                        help="trial number to retrain (default: the best complete trial)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs (default: the space's full length, 125 for cnn_reg)")
-    parser.add_argument("--policy", default=None,
-                        help="replace the trial's AutoAugment policy: 'cifar10' or a JSON file")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="training seed (default: the trial's own, study seed + number)")
-    parser.add_argument("--full-train", action="store_true",
-                        help="train on all 50,000 training images (the validation split joins)")
-    parser.add_argument("--train-size", type=int, default=None,
-                        help="stratified subset of the training images, for quick checks "
-                             "(default: all)")
-    parser.add_argument("--patience", type=int, default=None,
-                        help="early stopping on validation loss (default: off)")
-    parser.add_argument("--data", default=None,
-                        help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: studies/STUDY/retrain-TIME/)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the last interrupted retrain of this study (or --out)")
+    parser.add_argument(
+        "--trial",
+        type=int,
+        default=None,
+        help="trial number to retrain (default: the best complete trial)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs (default: the space's full length, 125 for cnn_reg)",
+    )
+    parser.add_argument(
+        "--policy",
+        default=None,
+        help="replace the trial's AutoAugment policy: 'cifar10' or a JSON file",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="training seed (default: the trial's own, study seed + number)",
+    )
+    parser.add_argument(
+        "--full-train",
+        action="store_true",
+        help="train on all 50,000 training images (the validation split joins)",
+    )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="stratified subset of the training images, for quick checks (default: all)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early stopping on validation loss (default: off)",
+    )
+    parser.add_argument(
+        "--data", default=None, help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: studies/STUDY/retrain-TIME/)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the last interrupted retrain of this study (or --out)",
+    )
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
     return parser
 
@@ -89,10 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         trial = _pick_trial(study, args.trial)
         space = get_space(study.user_attrs.get("space", args.study))
-        seed = args.seed if args.seed is not None else (
-            int(study.user_attrs.get("seed", 0)) + trial.number)
+        seed = (
+            args.seed
+            if args.seed is not None
+            else (int(study.user_attrs.get("seed", 0)) + trial.number)
+        )
         config = space.to_config(trial.params).replace(
-            epochs=args.epochs or space.full_epochs, seed=seed,
+            epochs=args.epochs or space.full_epochs,
+            seed=seed,
             **({"policy": args.policy} if args.policy else {}),
             **({"patience": args.patience} if args.patience else {}),
         )
@@ -121,15 +158,20 @@ def main(argv: list[str] | None = None) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     record = {
-        "study": study.study_name, "trial": trial.number, "storage": redact(url),
-        "search_val_accuracy": trial.value, "params": trial.params,
+        "study": study.study_name,
+        "trial": trial.number,
+        "storage": redact(url),
+        "search_val_accuracy": trial.value,
+        "params": trial.params,
         "train_config": config.to_dict(),
     }
     write_json(out / CONFIG, record)
     milestones = config.milestone_epochs() if config.schedule == "multistep" else "-"
-    print(f"retraining trial #{trial.number} of study {study.study_name!r} "
-          f"(search validation accuracy {_pct(trial.value)}) for {config.epochs} epochs on "
-          f"{len(train_set)} images, milestones at epochs {milestones}, device {device}")
+    print(
+        f"retraining trial #{trial.number} of study {study.study_name!r} "
+        f"(search validation accuracy {_pct(trial.value)}) for {config.epochs} epochs on "
+        f"{len(train_set)} images, milestones at epochs {milestones}, device {device}"
+    )
     print(f"output: {out}")
     if args.resume:
         print(f"resuming from the last epoch saved in {out / STATE}")
@@ -147,8 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     try:
         result = train(
-            config, train_set, val_set, device=device, on_epoch_end=epoch_line,
-            on_batch_end=bar if show_bar else None, checkpoint_path=out / STATE,
+            config,
+            train_set,
+            val_set,
+            device=device,
+            on_epoch_end=epoch_line,
+            on_batch_end=bar if show_bar else None,
+            checkpoint_path=out / STATE,
             resume=args.resume,
         )
     except NonFiniteLossError as exc:
@@ -165,33 +212,49 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {
         "test_accuracy": tested.accuracy,
         "test_loss": tested.loss,
-        "per_class_accuracy": dict(zip(CIFAR10_SHORT_NAMES, tested.per_class_accuracy,
-                                       strict=True)),
+        "per_class_accuracy": dict(
+            zip(CIFAR10_SHORT_NAMES, tested.per_class_accuracy, strict=True)
+        ),
         "confusion_matrix": tested.confusion,
         "best_val_accuracy": max((s.val_accuracy for s in vals), default=None),
         "best_val_loss": min((s.val_loss for s in vals), default=None),
         "final_val_accuracy": vals[-1].val_accuracy if vals else None,
         "final_val_loss": vals[-1].val_loss if vals else None,
-        "validation": "joined training (--full-train)" if args.full_train else
-        f"held out ({len(val_set)} images, the study's split)",
-        "epochs": len(result.history), "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early, "wall_time": wall, "device": _device_name(device),
-        "seed": config.seed, "study": study.study_name, "trial": trial.number,
-        "search_val_accuracy": trial.value, "project_version": project_version(),
+        "validation": "joined training (--full-train)"
+        if args.full_train
+        else f"held out ({len(val_set)} images, the study's split)",
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "wall_time": wall,
+        "device": _device_name(device),
+        "seed": config.seed,
+        "study": study.study_name,
+        "trial": trial.number,
+        "search_val_accuracy": trial.value,
+        "project_version": project_version(),
         "history": [vars(s) for s in result.history],
     }
     write_json(out / "metrics.json", metrics)
     from ._retrain_figures import write_retrain_report
 
-    write_retrain_report(out / "report.html", metrics, title=f"{study.study_name} trial "
-                         f"#{trial.number} retrained")
+    write_retrain_report(
+        out / "report.html", metrics, title=f"{study.study_name} trial #{trial.number} retrained"
+    )
     (out / STATE).unlink(missing_ok=True)
-    summary = {"trial": trial.number, "test_accuracy": tested.accuracy, "dir": str(out),
-               "epochs": len(result.history), "search_val_accuracy": trial.value}
+    summary = {
+        "trial": trial.number,
+        "test_accuracy": tested.accuracy,
+        "dir": str(out),
+        "epochs": len(result.history),
+        "search_val_accuracy": trial.value,
+    }
     study.set_user_attr("retrain", summary)
     study.set_user_attr(f"retrain:{trial.number}", summary)
-    print(f"wrote {out}/ (weights.pt, config.json, metrics.json, report.html); recorded the test "
-          f"accuracy in study {study.study_name!r}")
+    print(
+        f"wrote {out}/ (weights.pt, config.json, metrics.json, report.html); recorded the test "
+        f"accuracy in study {study.study_name!r}"
+    )
 
 
 def _pick_trial(study, number: int | None):

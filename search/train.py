@@ -51,34 +51,63 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", choices=["adam", "sgd"], help=f"default: {d.optimizer}")
     g.add_argument("--lr", type=float, help=f"initial learning rate (default: {d.lr})")
     g.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
-                   help=f"Nesterov momentum for SGD (default: {d.nesterov})")
+    g.add_argument(
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        help=f"Nesterov momentum for SGD (default: {d.nesterov})",
+    )
     g.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
-    g.add_argument("--schedule", choices=["multistep", "cosine", "constant"],
-                   help=f"learning-rate schedule (default: {d.schedule})")
-    g.add_argument("--milestones", type=floats,
-                   help="MultiStepLR milestones as fractions of the run, e.g. 0.6,0.8 = epochs "
-                        f"75,100 of 125 (default: {','.join(map(str, d.milestones))})")
+    g.add_argument(
+        "--schedule",
+        choices=["multistep", "cosine", "constant"],
+        help=f"learning-rate schedule (default: {d.schedule})",
+    )
+    g.add_argument(
+        "--milestones",
+        type=floats,
+        help="MultiStepLR milestones as fractions of the run, e.g. 0.6,0.8 = epochs "
+        f"75,100 of 125 (default: {','.join(map(str, d.milestones))})",
+    )
     g.add_argument("--gamma", type=float, help=f"MultiStepLR factor (default: {d.gamma})")
     g.add_argument("--label-smoothing", type=float, help=f"default: {d.label_smoothing}")
-    g.add_argument("--dropout", type=floats,
-                   help="cnn_reg dropout after each pool, p1,p2,p3 (default: 0.2,0.3,0.4)")
-    g.add_argument("--crop-padding", type=int,
-                   help=f"random-crop padding in pixels, 0 = off (default: {d.crop_padding})")
-    g.add_argument("--flip", action=argparse.BooleanOptionalAction,
-                   help=f"random horizontal flip (default: {d.flip})")
-    g.add_argument("--rotation", type=float,
-                   help=f"random rotation, max degrees either way, 0 = off (default: {d.rotation})")
+    g.add_argument(
+        "--dropout",
+        type=floats,
+        help="cnn_reg dropout after each pool, p1,p2,p3 (default: 0.2,0.3,0.4)",
+    )
+    g.add_argument(
+        "--crop-padding",
+        type=int,
+        help=f"random-crop padding in pixels, 0 = off (default: {d.crop_padding})",
+    )
+    g.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        help=f"random horizontal flip (default: {d.flip})",
+    )
+    g.add_argument(
+        "--rotation",
+        type=float,
+        help=f"random rotation, max degrees either way, 0 = off (default: {d.rotation})",
+    )
     g.add_argument("--cutout", type=int, help=f"Cutout square side, 0 = off (default: {d.cutout})")
-    g.add_argument("--policy",
-                   help="AutoAugment policy: 'cifar10' or a policy JSON file (default: none)")
-    g.add_argument("--patience", type=int,
-                   help="early stopping on validation loss after this many epochs without "
-                        "improvement, restoring the best weights (default: off)")
-    g.add_argument("--seed", type=int,
-                   help=f"fixes split, initialisation and augmentation (default: {d.seed})")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction,
-                   help=f"torch.compile the model (default: {d.compile})")
+    g.add_argument(
+        "--policy", help="AutoAugment policy: 'cifar10' or a policy JSON file (default: none)"
+    )
+    g.add_argument(
+        "--patience",
+        type=int,
+        help="early stopping on validation loss after this many epochs without "
+        "improvement, restoring the best weights (default: off)",
+    )
+    g.add_argument(
+        "--seed", type=int, help=f"fixes split, initialisation and augmentation (default: {d.seed})"
+    )
+    g.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help=f"torch.compile the model (default: {d.compile})",
+    )
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
@@ -99,22 +128,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model on CIFAR-10, then evaluate once on the test split.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                        help="starting configuration; 'report' is the reference report's final "
-                             "recipe (cnn_reg, Adam 1e-3, batch 32, 125 epochs, LR x0.5 at epochs "
-                             "75 and 100, crop+flip+rotation 15)")
-    parser.add_argument("--data", default=None,
-                        help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data, downloaded "
-                             "when absent)")
-    parser.add_argument("--val-size", type=int, default=5000,
-                        help="stratified validation images carved from the training split")
-    parser.add_argument("--train-size", type=int, default=None,
-                        help="stratified subset of the remaining training images (default: all)")
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="default",
+        help="starting configuration; 'report' is the reference report's final "
+        "recipe (cnn_reg, Adam 1e-3, batch 32, 125 epochs, LR x0.5 at epochs "
+        "75 and 100, crop+flip+rotation 15)",
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data, downloaded when absent)",
+    )
+    parser.add_argument(
+        "--val-size",
+        type=int,
+        default=5000,
+        help="stratified validation images carved from the training split",
+    )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="stratified subset of the remaining training images (default: all)",
+    )
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
-    parser.add_argument("--no-test", action="store_true",
-                        help="skip the final test-split evaluation")
-    parser.add_argument("--save", type=Path, default=None,
-                        help="write the final weights (state dict) and config.json to this folder")
+    parser.add_argument(
+        "--no-test", action="store_true", help="skip the final test-split evaluation"
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        help="write the final weights (state dict) and config.json to this folder",
+    )
     add_train_options(parser)
     return parser
 
@@ -131,21 +179,28 @@ def main(argv: list[str] | None = None) -> None:
             val_set = None
     except (ValueError, DataError, OSError) as exc:
         fail(str(exc))
-    print(f"data: {data.source}  train {len(train_set)}  val {len(val_set) if val_set else 0}  "
-          f"device: {device}")
+    print(
+        f"data: {data.source}  train {len(train_set)}  val {len(val_set) if val_set else 0}  "
+        f"device: {device}"
+    )
     print(f"config: {json.dumps(config.to_dict())}")
     print(EPOCH_HEADER, flush=True)
     try:
         result = train(
-            config, train_set, val_set, device=device,
+            config,
+            train_set,
+            val_set,
+            device=device,
             on_epoch_end=lambda s: print(format_epoch(s, config.epochs), flush=True),
         )
     except NonFiniteLossError as exc:
         fail(f"training diverged: {exc}; try a lower learning rate", code=1)
     except (ValueError, OSError) as exc:
         fail(str(exc))
-    print(f"best epoch {result.best_epoch}, wall time {result.wall_time:.1f} s"
-          + (" (stopped early)" if result.stopped_early else ""))
+    print(
+        f"best epoch {result.best_epoch}, wall time {result.wall_time:.1f} s"
+        + (" (stopped early)" if result.stopped_early else "")
+    )
     if args.save is not None:
         import torch
 

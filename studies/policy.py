@@ -29,6 +29,7 @@ def suggest(trial: Any) -> None:
 
 def sub_policies(params: dict[str, Any]) -> list[list[list[Any]]]:
     """The trial's sub-policies as [[[op, probability, magnitude], ...], ...]."""
+
     def step(i: int, j: int) -> list[Any]:
         probability = round(params[f"sp{i}_s{j}_prob"] / (PROBABILITY_BINS - 1), 1)
         return [params[f"sp{i}_s{j}_op"], probability, int(params[f"sp{i}_s{j}_mag"])]
@@ -40,15 +41,21 @@ def to_config(params: dict[str, Any]) -> TrainConfig:
     # The child: the reference CNN with a fixed, reasonable recipe, so that only the policy
     # varies between trials. Crop, flip and Cutout stay around the policy, as in AutoAugment.
     return TrainConfig(
-        model="cnn_reg", optimizer="adam", lr=2e-3, batch_size=128, weight_decay=5e-4,
-        schedule="cosine", cutout=16, policy=sub_policies(params),
+        model="cnn_reg",
+        optimizer="adam",
+        lr=2e-3,
+        batch_size=128,
+        weight_decay=5e-4,
+        schedule="cosine",
+        cutout=16,
+        policy=sub_policies(params),
     )
 
 
 SPACE = Space(
     name="policy",
     description="AutoAugment-style policy: 5 sub-policies x 2 steps of (op, probability, "
-                "magnitude) on a cnn_reg child trained on 4,000 images",
+    "magnitude) on a cnn_reg child trained on 4,000 images",
     suggest=suggest,
     to_config=to_config,
     full_epochs=125,

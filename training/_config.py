@@ -52,25 +52,31 @@ class TrainConfig:
         milestones = tuple(float(m) for m in self.milestones)
         _check(
             all(0 < m < 1 for m in milestones) and list(milestones) == sorted(milestones),
-            "milestones", self.milestones, "increasing fractions of the run, each in (0, 1)",
+            "milestones",
+            self.milestones,
+            "increasing fractions of the run, each in (0, 1)",
         )
         object.__setattr__(self, "milestones", milestones)
         if self.policy is not None and not isinstance(self.policy, str):
             # Tuples all the way down: the config stays hashable and compares equal after a
             # JSON round trip (which turns tuples into lists).
-            object.__setattr__(self, "policy", tuple(
-                tuple(tuple(step) for step in sub) for sub in self.policy
-            ))
+            object.__setattr__(
+                self, "policy", tuple(tuple(tuple(step) for step in sub) for sub in self.policy)
+            )
         _check(0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
         _check(
-            0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
+            0 <= self.label_smoothing < 1,
+            "label_smoothing",
+            self.label_smoothing,
             "a number in [0, 1)",
         )
         _check(self.crop_padding >= 0, "crop_padding", self.crop_padding, "an integer >= 0")
         _check(0 <= self.rotation <= 180, "rotation", self.rotation, "degrees in [0, 180]")
         _check(0 <= self.cutout <= 32, "cutout", self.cutout, "pixels in [0, 32]")
         _check(
-            self.patience is None or self.patience >= 1, "patience", self.patience,
+            self.patience is None or self.patience >= 1,
+            "patience",
+            self.patience,
             "an integer >= 1 or None",
         )
 

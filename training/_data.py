@@ -21,11 +21,29 @@ import numpy as np
 import torch
 
 CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 # The short names the reference report prints in its per-class tables.
 CIFAR10_SHORT_NAMES: tuple[str, ...] = (
-    "plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "plane",
+    "car",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -128,7 +146,9 @@ def _download(root: Path) -> Path:
     url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     try:
         download_and_extract_archive(
-            url, str(root), filename="cifar-10-python.tar.gz",
+            url,
+            str(root),
+            filename="cifar-10-python.tar.gz",
             md5="c58f30108f718f92721af3b95e74349a",
         )
     except Exception as exc:
@@ -205,6 +225,7 @@ def _read_image_tree(source: Path, split: str) -> tuple[torch.Tensor, torch.Tens
             except (zipfile.BadZipFile, OSError, ValueError) as exc:
                 raise DataError(f"cannot read {name} in {source} ({exc})") from None
     else:
+
         def read(name: str) -> bytes:
             return (source.parent / name).read_bytes()
 
@@ -224,9 +245,7 @@ def _tree_members(source: Path, split: str) -> Iterator[tuple[str, str]]:
         except (zipfile.BadZipFile, OSError) as exc:
             raise DataError(f"cannot open {source} as a zip file ({exc})") from None
     else:
-        names = [
-            str(p.relative_to(source.parent)) for p in source.rglob("*") if p.is_file()
-        ]
+        names = [str(p.relative_to(source.parent)) for p in source.rglob("*") if p.is_file()]
     for name in names:
         parts = name.split("/")
         if not name.lower().endswith(IMAGE_SUFFIXES):

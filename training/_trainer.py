@@ -155,8 +155,11 @@ def train(
     model = build_model(config, device)
     policy = resolve_policy(config.policy)
     augment = build_batch_augment(
-        crop_padding=config.crop_padding, flip=config.flip, rotation=config.rotation,
-        cutout=config.cutout, policy=policy,
+        crop_padding=config.crop_padding,
+        flip=config.flip,
+        rotation=config.rotation,
+        cutout=config.cutout,
+        policy=policy,
     )
     optimizer = _build_optimizer(config, model)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
@@ -196,8 +199,11 @@ def train(
             batch_images = augment(images[chunk], generator)
             batch_labels = labels[chunk]
             for step, (x, y) in enumerate(
-                zip(batch_images.split(config.batch_size), batch_labels.split(config.batch_size),
-                    strict=True)
+                zip(
+                    batch_images.split(config.batch_size),
+                    batch_labels.split(config.batch_size),
+                    strict=True,
+                )
             ):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     logits = step_model(normalize(x))
@@ -244,13 +250,21 @@ def train(
         else:
             bad_epochs += 1
         if checkpoint_path is not None:
-            _save_state(checkpoint_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                "cpu_rng": torch.get_rng_state(), "history": [asdict(h) for h in history],
-                "best_loss": best_loss, "best_epoch": best_epoch, "bad": bad_epochs,
-                **({"best_model": best_state} if best_state is not None else {}),
-            })
+            _save_state(
+                checkpoint_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "cpu_rng": torch.get_rng_state(),
+                    "history": [asdict(h) for h in history],
+                    "best_loss": best_loss,
+                    "best_epoch": best_epoch,
+                    "bad": bad_epochs,
+                    **({"best_model": best_state} if best_state is not None else {}),
+                },
+            )
         if on_epoch_end is not None:
             on_epoch_end(stats)
         if config.patience is not None and bad_epochs >= config.patience:
@@ -261,8 +275,12 @@ def train(
     if not history:  # resumed from a checkpoint of a run that had already finished
         raise ValueError(f"nothing to train: the checkpoint already holds {config.epochs} epochs")
     return TrainResult(
-        model=model, history=history, best_epoch=best_epoch or len(history),
-        stopped_early=stopped_early, wall_time=time.perf_counter() - start, device=str(device),
+        model=model,
+        history=history,
+        best_epoch=best_epoch or len(history),
+        stopped_early=stopped_early,
+        wall_time=time.perf_counter() - start,
+        device=str(device),
     )
 
 
@@ -306,8 +324,11 @@ def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optim
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused
         )
     return torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum,
-        nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay,
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+        weight_decay=config.weight_decay,
         **fused,
     )
 

@@ -21,8 +21,14 @@ def make_generator(device) -> Callable[[int], torch.Generator]:
     return lambda seed: torch.Generator(device=device).manual_seed(seed)
 
 
-def mixed_batch(device: torch.device, n: int = 12, height: int = 24, width: int = 40,
-                channels: int = 3, seed: int = 0) -> torch.Tensor:
+def mixed_batch(
+    device: torch.device,
+    n: int = 12,
+    height: int = 24,
+    width: int = 40,
+    channels: int = 3,
+    seed: int = 0,
+) -> torch.Tensor:
     """Uint8 images that exercise every op: noise, low-contrast, smooth, flat and one flat channel.
 
     Non-square on purpose, so that a swapped height and width shows.

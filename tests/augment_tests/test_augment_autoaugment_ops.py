@@ -27,8 +27,9 @@ NEAREST = TF.InterpolationMode.NEAREST
 BILINEAR = TF.InterpolationMode.BILINEAR
 
 
-def assert_matches(out: torch.Tensor, refs: list[torch.Tensor], *, max_abs: int = 0,
-                   max_frac: float = 0.0) -> None:
+def assert_matches(
+    out: torch.Tensor, refs: list[torch.Tensor], *, max_abs: int = 0, max_frac: float = 0.0
+) -> None:
     """Batched `out` equals the stacked per-image `refs` within the given tolerance."""
     expected = torch.stack(refs).to(out.device)
     assert out.shape == expected.shape and out.dtype == torch.uint8
@@ -74,17 +75,36 @@ class TestShearX:
     def test_matches_torchvision_per_image(self, batch):
         m = uniform(batch.shape[0], -0.3, 0.3, batch.device)
         out = AF.shear_x(batch, m, fill=128)
-        refs = [TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0,
-                          shear=[_shear_degrees(float(f)), 0.0], interpolation=NEAREST,
-                          fill=128, center=[0, 0]) for img, f in zip(batch, m, strict=True)]
+        refs = [
+            TF.affine(
+                img,
+                angle=0.0,
+                translate=[0, 0],
+                scale=1.0,
+                shear=[_shear_degrees(float(f)), 0.0],
+                interpolation=NEAREST,
+                fill=128,
+                center=[0, 0],
+            )
+            for img, f in zip(batch, m, strict=True)
+        ]
         assert_matches(out, refs, **nearest_tolerance(batch.device))
 
     def test_bilinear_matches_torchvision(self, batch):
         m = uniform(batch.shape[0], -0.3, 0.3, batch.device, seed=1)
         out = AF.shear_x(batch, m, interpolation="bilinear")
-        refs = [TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0,
-                          shear=[_shear_degrees(float(f)), 0.0], interpolation=BILINEAR,
-                          center=[0, 0]) for img, f in zip(batch, m, strict=True)]
+        refs = [
+            TF.affine(
+                img,
+                angle=0.0,
+                translate=[0, 0],
+                scale=1.0,
+                shear=[_shear_degrees(float(f)), 0.0],
+                interpolation=BILINEAR,
+                center=[0, 0],
+            )
+            for img, f in zip(batch, m, strict=True)
+        ]
         assert_matches(out, refs, **enhance_tolerance(batch.device))
 
     def test_zero_is_identity(self, batch):
@@ -95,9 +115,19 @@ class TestShearY:
     def test_matches_torchvision_per_image(self, batch):
         m = uniform(batch.shape[0], -0.3, 0.3, batch.device)
         out = AF.shear_y(batch, m, fill=128)
-        refs = [TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0,
-                          shear=[0.0, _shear_degrees(float(f))], interpolation=NEAREST,
-                          fill=128, center=[0, 0]) for img, f in zip(batch, m, strict=True)]
+        refs = [
+            TF.affine(
+                img,
+                angle=0.0,
+                translate=[0, 0],
+                scale=1.0,
+                shear=[0.0, _shear_degrees(float(f))],
+                interpolation=NEAREST,
+                fill=128,
+                center=[0, 0],
+            )
+            for img, f in zip(batch, m, strict=True)
+        ]
         assert_matches(out, refs, **nearest_tolerance(batch.device))
 
     def test_zero_is_identity(self, batch):
@@ -108,9 +138,18 @@ class TestTranslateX:
     def test_matches_torchvision_per_image(self, batch):
         pixels = uniform(batch.shape[0], -15, 15, batch.device).trunc()
         out = AF.translate_x(batch, pixels, fill=128)
-        refs = [TF.affine(img, angle=0.0, translate=[int(t), 0], scale=1.0, shear=[0.0, 0.0],
-                          interpolation=NEAREST, fill=128)
-                for img, t in zip(batch, pixels, strict=True)]
+        refs = [
+            TF.affine(
+                img,
+                angle=0.0,
+                translate=[int(t), 0],
+                scale=1.0,
+                shear=[0.0, 0.0],
+                interpolation=NEAREST,
+                fill=128,
+            )
+            for img, t in zip(batch, pixels, strict=True)
+        ]
         assert_matches(out, refs, **nearest_tolerance(batch.device))
 
     def test_direction_and_fill(self, batch):
@@ -123,9 +162,18 @@ class TestTranslateY:
     def test_matches_torchvision_per_image(self, batch):
         pixels = uniform(batch.shape[0], -11, 11, batch.device).trunc()
         out = AF.translate_y(batch, pixels, fill=128)
-        refs = [TF.affine(img, angle=0.0, translate=[0, int(t)], scale=1.0, shear=[0.0, 0.0],
-                          interpolation=NEAREST, fill=128)
-                for img, t in zip(batch, pixels, strict=True)]
+        refs = [
+            TF.affine(
+                img,
+                angle=0.0,
+                translate=[0, int(t)],
+                scale=1.0,
+                shear=[0.0, 0.0],
+                interpolation=NEAREST,
+                fill=128,
+            )
+            for img, t in zip(batch, pixels, strict=True)
+        ]
         assert_matches(out, refs, **nearest_tolerance(batch.device))
 
     def test_direction_and_fill(self, batch):
@@ -138,8 +186,10 @@ class TestRotate:
     def test_matches_torchvision_per_image(self, batch):
         angles = uniform(batch.shape[0], -30, 30, batch.device)
         out = AF.rotate(batch, angles, fill=128)
-        refs = [TF.rotate(img, float(a), interpolation=NEAREST, fill=128)
-                for img, a in zip(batch, angles, strict=True)]
+        refs = [
+            TF.rotate(img, float(a), interpolation=NEAREST, fill=128)
+            for img, a in zip(batch, angles, strict=True)
+        ]
         assert_matches(out, refs, **nearest_tolerance(batch.device))
 
     def test_quarter_turn_is_counter_clockwise(self, device):
@@ -260,7 +310,7 @@ class TestEqualize:
     def test_histograms_do_not_leak_between_images(self, make_batch):
         # Offsetting each (image, channel) into its own 256 bins must keep them independent.
         big = make_batch(n=40, seed=3)
-        alone = torch.cat([AF.equalize(big[i:i + 1]) for i in range(big.shape[0])])
+        alone = torch.cat([AF.equalize(big[i : i + 1]) for i in range(big.shape[0])])
         assert torch.equal(AF.equalize(big), alone)
 
 
@@ -270,8 +320,9 @@ class TestInvert:
 
 
 class TestErrors:
-    @pytest.mark.parametrize("op", [AF.adjust_brightness, AF.adjust_contrast,
-                                    AF.adjust_saturation, AF.adjust_sharpness])
+    @pytest.mark.parametrize(
+        "op", [AF.adjust_brightness, AF.adjust_contrast, AF.adjust_saturation, AF.adjust_sharpness]
+    )
     def test_per_image_values_need_one_per_image(self, batch, op):
         with pytest.raises(ValueError, match="one per image"):
             op(batch, torch.ones(batch.shape[0] + 1, device=batch.device))

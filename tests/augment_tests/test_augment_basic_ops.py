@@ -29,7 +29,7 @@ class TestRandomCrop:
         for i in range(n):
             padded = F.pad(batch[i], (padding, padding, padding, padding))
             t, le = int(top[i]), int(left[i])
-            assert torch.equal(out[i], padded[:, t:t + h, le:le + w])
+            assert torch.equal(out[i], padded[:, t : t + h, le : le + w])
 
     def test_offsets_cover_the_whole_range(self, device, make_generator):
         # Like torchvision's RandomCrop(32, padding=4): offsets 0..8 in the padded image.
@@ -96,8 +96,10 @@ class TestRandomRotation:
         angles = AF.sample_angles(batch.shape[0], 30.0, g_params, batch.device)
         out = AF.random_rotation(batch, 30.0, g_op, interpolation=interpolation)
         mode = TF.InterpolationMode(interpolation)
-        refs = [TF.rotate(img, float(a), interpolation=mode)
-                for img, a in zip(batch, angles, strict=True)]
+        refs = [
+            TF.rotate(img, float(a), interpolation=mode)
+            for img, a in zip(batch, angles, strict=True)
+        ]
         diff = _differences(out, refs)
         if batch.device.type == "cpu":
             assert diff.max().item() == 0
@@ -119,8 +121,9 @@ class TestRandomRotation:
         # are sum(w_in * pixel) + (1 - sum(w_in)) * fill. (torchvision's tensor path weights the
         # in-image part twice there, so its borders differ from this for fill != 0.)
         flat = torch.full((2, 3, 16, 16), 90, dtype=torch.uint8, device=device)
-        out = AF.rotate(flat, torch.tensor([17.0, -33.0], device=device),
-                        interpolation="bilinear", fill=90)
+        out = AF.rotate(
+            flat, torch.tensor([17.0, -33.0], device=device), interpolation="bilinear", fill=90
+        )
         assert torch.equal(out, flat)
 
     def test_angles_uniform_in_range(self, device, make_generator):
@@ -157,8 +160,11 @@ class TestCutout:
             # DeVries & Taylor's code: zero [y - size // 2, y + size // 2), clipped to the image.
             y, x = int(cy[i]), int(cx[i])
             expected = batch[i].clone()
-            expected[:, max(0, y - size // 2):min(h, y + size // 2),
-                     max(0, x - size // 2):min(w, x + size // 2)] = 0
+            expected[
+                :,
+                max(0, y - size // 2) : min(h, y + size // 2),
+                max(0, x - size // 2) : min(w, x + size // 2),
+            ] = 0
             assert torch.equal(out[i], expected)
 
     def test_odd_size_square_has_size_pixels(self, device):
@@ -209,6 +215,9 @@ class TestGenerator:
     def test_global_rng_untouched(self, batch, make_generator):
         torch.manual_seed(0)
         before = torch.get_rng_state()
-        AF.cutout(AF.random_rotation(AF.random_crop(batch, 4, make_generator(0)), 10,
-                                     make_generator(1)), 8, make_generator(2))
+        AF.cutout(
+            AF.random_rotation(AF.random_crop(batch, 4, make_generator(0)), 10, make_generator(1)),
+            8,
+            make_generator(2),
+        )
         assert torch.equal(torch.get_rng_state(), before)

@@ -12,8 +12,9 @@ from augment import functional as AF
 class TestBuildBatchAugment:
     def test_order_crop_flip_rotation_policy_cutout(self, batch, make_generator):
         policy = load_policy("cifar10")
-        augment = build_batch_augment(crop_padding=4, flip=True, rotation=10.0, cutout=8,
-                                      policy=policy)
+        augment = build_batch_augment(
+            crop_padding=4, flip=True, rotation=10.0, cutout=8, policy=policy
+        )
         out = augment(batch, make_generator(5))
         g = make_generator(5)
         expected = AF.random_crop(batch, 4, g)
@@ -51,7 +52,8 @@ class TestBuildBatchAugment:
     def test_input_is_not_modified(self, batch, make_generator):
         before = batch.clone()
         build_batch_augment(rotation=5.0, cutout=16, policy=load_policy("cifar10"))(
-            batch, make_generator(0))
+            batch, make_generator(0)
+        )
         assert torch.equal(batch, before)
 
     @pytest.mark.parametrize(

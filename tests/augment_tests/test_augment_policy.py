@@ -36,18 +36,37 @@ def reference_op(img: torch.Tensor, op: str, i: int, sign: float) -> torch.Tenso
     if op in ("ShearX", "ShearY"):
         angle = math.degrees(math.atan(sign * _bin(0.0, 0.3, i)))
         shear = [angle, 0.0] if op == "ShearX" else [0.0, angle]
-        return TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0, shear=shear,
-                         interpolation=NEAREST, fill=128, center=[0, 0])
+        return TF.affine(
+            img,
+            angle=0.0,
+            translate=[0, 0],
+            scale=1.0,
+            shear=shear,
+            interpolation=NEAREST,
+            fill=128,
+            center=[0, 0],
+        )
     if op in ("TranslateX", "TranslateY"):
         size = w if op == "TranslateX" else h
         pixels = int(sign * 150 / 331 * size * i / 9)
         translate = [pixels, 0] if op == "TranslateX" else [0, pixels]
-        return TF.affine(img, angle=0.0, translate=translate, scale=1.0, shear=[0.0, 0.0],
-                         interpolation=NEAREST, fill=128)
+        return TF.affine(
+            img,
+            angle=0.0,
+            translate=translate,
+            scale=1.0,
+            shear=[0.0, 0.0],
+            interpolation=NEAREST,
+            fill=128,
+        )
     if op == "Rotate":
         return TF.rotate(img, sign * _bin(0.0, 30.0, i), interpolation=NEAREST, fill=128)
-    enhance = {"Color": TF.adjust_saturation, "Contrast": TF.adjust_contrast,
-               "Sharpness": TF.adjust_sharpness, "Brightness": TF.adjust_brightness}
+    enhance = {
+        "Color": TF.adjust_saturation,
+        "Contrast": TF.adjust_contrast,
+        "Sharpness": TF.adjust_sharpness,
+        "Brightness": TF.adjust_brightness,
+    }
     if op in enhance:
         return enhance[op](img, 1.0 + sign * _bin(0.0, 0.9, i))
     if op == "Posterize":
@@ -81,8 +100,12 @@ def random_policy(seed: int, size: int = 40) -> Policy:
     rng = random.Random(seed)
     ops = list(OP_NAMES) * 6
     rng.shuffle(ops)
-    return Policy([[(ops[2 * s + k], rng.choice([0.3, 0.7, 1.0]), rng.randrange(10))
-                    for k in range(2)] for s in range(size)])
+    return Policy(
+        [
+            [(ops[2 * s + k], rng.choice([0.3, 0.7, 1.0]), rng.randrange(10)) for k in range(2)]
+            for s in range(size)
+        ]
+    )
 
 
 def fraction_differing(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -100,9 +123,12 @@ class TestMagnitudeTable:
             return [lo + (hi - lo) * i / 9 for i in range(10)]
 
         expected = {
-            "ShearX": bins(0, 0.3), "ShearY": bins(0, 0.3),
-            "TranslateX": bins(0, 150 / 331), "TranslateY": bins(0, 150 / 331),
-            "Rotate": bins(0, 30), "Solarize": bins(256, 0),
+            "ShearX": bins(0, 0.3),
+            "ShearY": bins(0, 0.3),
+            "TranslateX": bins(0, 150 / 331),
+            "TranslateY": bins(0, 150 / 331),
+            "Rotate": bins(0, 30),
+            "Solarize": bins(256, 0),
             "Posterize": [8, 8, 7, 7, 6, 6, 5, 5, 4, 4],
             **{op: bins(0, 0.9) for op in ("Color", "Contrast", "Sharpness", "Brightness")},
         }
@@ -113,8 +139,17 @@ class TestMagnitudeTable:
             else:
                 assert mags is None, op
         signed = {op for op in OP_NAMES if OPS[op].signed}
-        assert signed == {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Color",
-                          "Contrast", "Sharpness", "Brightness"}
+        assert signed == {
+            "ShearX",
+            "ShearY",
+            "TranslateX",
+            "TranslateY",
+            "Rotate",
+            "Color",
+            "Contrast",
+            "Sharpness",
+            "Brightness",
+        }
 
     def test_agrees_with_torchvision_autoaugment(self):
         space = getattr(v2.AutoAugment, "_AUGMENTATION_SPACE", None)
@@ -139,9 +174,22 @@ class TestMagnitudeTable:
             assert torch.allclose(ours, theirs.double(), atol=1e-5), op
 
     def test_op_names(self):
-        assert OP_NAMES == ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Color",
-                            "Posterize", "Solarize", "Contrast", "Sharpness", "Brightness",
-                            "AutoContrast", "Equalize", "Invert")
+        assert OP_NAMES == (
+            "ShearX",
+            "ShearY",
+            "TranslateX",
+            "TranslateY",
+            "Rotate",
+            "Color",
+            "Posterize",
+            "Solarize",
+            "Contrast",
+            "Sharpness",
+            "Brightness",
+            "AutoContrast",
+            "Equalize",
+            "Invert",
+        )
 
 
 class TestEveryOpAndBin:
@@ -171,8 +219,9 @@ class TestPolicyApply:
     def test_apply_is_sample_then_apply_params(self, batch, make_generator):
         policy = random_policy(1)
         params = policy.sample_params(batch.shape[0], make_generator(9), batch.device)
-        assert torch.equal(policy.apply(batch, make_generator(9)),
-                           policy.apply_params(batch, params))
+        assert torch.equal(
+            policy.apply(batch, make_generator(9)), policy.apply_params(batch, params)
+        )
 
     def test_shape_dtype_determinism(self, batch, make_generator):
         policy = load_policy("cifar10")
@@ -195,13 +244,14 @@ class TestPolicyApply:
                 assert abs(rate - step.probability) < 0.05, (s, k)
         assert abs((params.signs < 0).float().mean().item() - 0.5) < 0.01
 
-    def test_groups_images_by_op_instead_of_looping(self, make_batch, make_generator,
-                                                    monkeypatch):
+    def test_groups_images_by_op_instead_of_looping(self, make_batch, make_generator, monkeypatch):
         calls = []
         for name, spec in list(OPS.items()):
+
             def counting(x, v, mode, fill, _name=name, _apply=spec.apply):
                 calls.append((_name, x.shape[0]))
                 return _apply(x, v, mode, fill)
+
             monkeypatch.setitem(OPS, name, OpSpec(counting, spec.magnitudes, spec.signed))
         images = make_batch(n=512, height=32, width=32)
         load_policy("cifar10").apply(images, make_generator(0))
@@ -209,14 +259,17 @@ class TestPolicyApply:
         assert sum(size for _, size in calls) > 512  # and those calls cover many images each
 
     def test_probability_zero_is_identity_and_one_always_applies(self, batch, make_generator):
-        assert torch.equal(Policy([[("Invert", 0.0, 0), ("Equalize", 0.0, 0)]]).apply(
-            batch, make_generator(0)), batch)
+        assert torch.equal(
+            Policy([[("Invert", 0.0, 0), ("Equalize", 0.0, 0)]]).apply(batch, make_generator(0)),
+            batch,
+        )
         twice = Policy([[("Invert", 1.0, 0), ("Solarize", 1.0, 9)]])
         assert torch.equal(twice.apply(batch, make_generator(0)), 255 - (255 - batch))
 
     def test_images_draw_different_sub_policies(self, device, make_generator):
-        policy = Policy([[("Invert", 1.0, 0), ("Invert", 0.0, 0)],
-                         [("Invert", 0.0, 0), ("Invert", 0.0, 0)]])
+        policy = Policy(
+            [[("Invert", 1.0, 0), ("Invert", 0.0, 0)], [("Invert", 0.0, 0), ("Invert", 0.0, 0)]]
+        )
         images = torch.full((64, 3, 4, 4), 10, dtype=torch.uint8, device=device)
         out = policy.apply(images, make_generator(0))
         inverted = (out[:, 0, 0, 0] == 245).sum().item()
@@ -286,11 +339,27 @@ class TestPolicyJson:
         assert data["sub_policies"][0] == [["Invert", 0.1, 7], ["Contrast", 0.2, 6]]
 
     def test_lower_camel_names_load(self, tmp_path):
-        names = ["shearX", "shearY", "translateX", "translateY", "rotate", "color", "posterize",
-                 "solarize", "contrast", "sharpness", "brightness", "autocontrast", "equalize",
-                 "invert"]
-        data = {"magnitude_table": "torchvision", "magnitude_bins": 10,
-                "sub_policies": [[[name, 0.5, 3], ["invert", 0.1, 3]] for name in names]}
+        names = [
+            "shearX",
+            "shearY",
+            "translateX",
+            "translateY",
+            "rotate",
+            "color",
+            "posterize",
+            "solarize",
+            "contrast",
+            "sharpness",
+            "brightness",
+            "autocontrast",
+            "equalize",
+            "invert",
+        ]
+        data = {
+            "magnitude_table": "torchvision",
+            "magnitude_bins": 10,
+            "sub_policies": [[[name, 0.5, 3], ["invert", 0.1, 3]] for name in names],
+        }
         path = tmp_path / "cifar10policy_style.json"
         path.write_text(json.dumps(data))
         policy = load_policy(str(path))
@@ -304,8 +373,12 @@ class TestPolicyJson:
 
 
 def _doc(sub_policies, **header):
-    return {"magnitude_table": "torchvision", "magnitude_bins": 10, "sub_policies": sub_policies,
-            **header}
+    return {
+        "magnitude_table": "torchvision",
+        "magnitude_bins": 10,
+        "sub_policies": sub_policies,
+        **header,
+    }
 
 
 GOOD = ["Invert", 0.1, 7]
@@ -315,32 +388,44 @@ class TestPolicyErrors:
     @pytest.mark.parametrize(
         ("data", "message"),
         [
-            (_doc([[GOOD, ["Blur", 0.5, 3]]]), r"^sub_policies\[0\]\[1\]: unknown op 'Blur'; "
-                                               r"expected one of ShearX, "),
-            (_doc([[GOOD, GOOD], [["Rotate", 1.5, 3], GOOD]]),
-             r"^sub_policies\[1\]\[0\]: probability must be a number in \[0, 1\], got 1.5$"),
+            (
+                _doc([[GOOD, ["Blur", 0.5, 3]]]),
+                r"^sub_policies\[0\]\[1\]: unknown op 'Blur'; "
+                r"expected one of ShearX, ",
+            ),
+            (
+                _doc([[GOOD, GOOD], [["Rotate", 1.5, 3], GOOD]]),
+                r"^sub_policies\[1\]\[0\]: probability must be a number in \[0, 1\], got 1.5$",
+            ),
             (_doc([[GOOD, ["Rotate", -0.1, 3]]]), r"^sub_policies\[0\]\[1\]: probability .*-0.1"),
             (_doc([[GOOD, ["Rotate", "0.5", 3]]]), r"sub_policies\[0\]\[1\]: probability .*'0.5'"),
             (_doc([[GOOD, ["Rotate", True, 3]]]), r"sub_policies\[0\]\[1\]: probability .*True"),
             (_doc([[GOOD, ["Rotate", float("nan"), 3]]]), r"sub_policies\[0\]\[1\]: probability"),
-            (_doc([[GOOD, ["Rotate", 0.5, 10]]]),
-             r"^sub_policies\[0\]\[1\]: magnitude_index must be an int in 0..9, got 10$"),
+            (
+                _doc([[GOOD, ["Rotate", 0.5, 10]]]),
+                r"^sub_policies\[0\]\[1\]: magnitude_index must be an int in 0..9, got 10$",
+            ),
             (_doc([[["Rotate", 0.5, -1], GOOD]]), r"^sub_policies\[0\]\[0\]: magnitude_index"),
             (_doc([[["Rotate", 0.5, 2.0], GOOD]]), r"^sub_policies\[0\]\[0\]: magnitude_index"),
-            (_doc([[["Rotate", 0.5], GOOD]]),
-             r"^sub_policies\[0\]\[0\]: expected a step \[op, probability, magnitude_index\]"),
+            (
+                _doc([[["Rotate", 0.5], GOOD]]),
+                r"^sub_policies\[0\]\[0\]: expected a step \[op, probability, magnitude_index\]",
+            ),
             (_doc([[GOOD, GOOD, GOOD]]), r"^sub_policies\[0\]: expected a list of 2 steps"),
             (_doc([GOOD]), r"^sub_policies\[0\]: expected a list of 2 steps"),
             (_doc([[GOOD, GOOD], "Invert"]), r"^sub_policies\[1\]: expected a list of 2 steps"),
             (_doc([]), r"^sub_policies: expected at least one sub-policy"),
             (_doc({"a": 1}), r"^sub_policies: expected a list of sub-policies, got dict"),
-            (_doc([[GOOD, GOOD]], magnitude_table="autoaugment"),
-             r"^magnitude_table: expected 'torchvision', got 'autoaugment'$"),
+            (
+                _doc([[GOOD, GOOD]], magnitude_table="autoaugment"),
+                r"^magnitude_table: expected 'torchvision', got 'autoaugment'$",
+            ),
             (_doc([[GOOD, GOOD]], magnitude_bins=11), r"^magnitude_bins: expected 10, got 11$"),
-            ({"magnitude_bins": 10, "sub_policies": [[GOOD, GOOD]]},
-             r"^magnitude_table: missing; expected 'torchvision'$"),
-            ({"magnitude_table": "torchvision", "magnitude_bins": 10},
-             r"^sub_policies: missing"),
+            (
+                {"magnitude_bins": 10, "sub_policies": [[GOOD, GOOD]]},
+                r"^magnitude_table: missing; expected 'torchvision'$",
+            ),
+            ({"magnitude_table": "torchvision", "magnitude_bins": 10}, r"^sub_policies: missing"),
             (_doc([[GOOD, GOOD]], name="mine"), r"^unknown key 'name'; expected only "),
             ([[GOOD, GOOD]], r"^expected a JSON object"),
         ],

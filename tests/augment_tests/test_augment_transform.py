@@ -63,13 +63,15 @@ class TestPolicyTransform:
         assert PolicyTransform(path).policy == load_policy("cifar10")
 
     def test_in_a_torchvision_pipeline_and_dataloader(self, batch):
-        pipeline = v2.Compose([
-            v2.RandomCrop(tuple(batch.shape[-2:]), padding=4),
-            v2.RandomHorizontalFlip(),
-            PolicyTransform("cifar10"),
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-        ])
+        pipeline = v2.Compose(
+            [
+                v2.RandomCrop(tuple(batch.shape[-2:]), padding=4),
+                v2.RandomHorizontalFlip(),
+                PolicyTransform("cifar10"),
+                v2.ToImage(),
+                v2.ToDtype(torch.float32, scale=True),
+            ]
+        )
 
         class Images(Dataset):
             def __len__(self) -> int:

@@ -21,8 +21,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 STUDY = "cnn_reg"
-SEARCH_ARGS = ["--space", "cnn_reg", "--trials", "8", "--max-epochs", "3", "--grace-period", "1",
-               "--reduction-factor", "2", "--train-size", "400", "--val-size", "500"]
+SEARCH_ARGS = [
+    "--space",
+    "cnn_reg",
+    "--trials",
+    "8",
+    "--max-epochs",
+    "3",
+    "--grace-period",
+    "1",
+    "--reduction-factor",
+    "2",
+    "--train-size",
+    "400",
+    "--val-size",
+    "500",
+]
 
 
 @dataclass(frozen=True)
@@ -54,18 +68,32 @@ def real_study(data_root, tmp_path_factory) -> RealStudy:
     import optuna
 
     out = tmp_path_factory.mktemp("search_out")
-    study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{out / STUDY}.db",
-                                direction="maximize")
+    study = optuna.create_study(
+        study_name=STUDY, storage=f"sqlite:///{out / STUDY}.db", direction="maximize"
+    )
     # Out of the space's range on purpose: Optuna uses an enqueued value anyway (with a warning).
     study.enqueue_trial({"optimizer": "sgd", "sgd_lr": 1e6, "batch_size": 32})
     proc = subprocess.run(
-        [sys.executable, "-m", "search.run", *SEARCH_ARGS, "--data", str(data_root),
-         "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "search.run",
+            *SEARCH_ARGS,
+            "--data",
+            str(data_root),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if proc.returncode != 0:
-        pytest.fail(f"the search for the test study failed (exit {proc.returncode}):\n"
-                    f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        pytest.fail(
+            f"the search for the test study failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     real = RealStudy(out=out, name=STUDY, db=out / f"{STUDY}.db", stdout=proc.stdout)
     assert real.db.exists(), proc.stdout
     return real
@@ -107,9 +135,20 @@ def start_dashboard(study: RealStudy, log_dir: Path, timeout: float = 60.0) -> D
     # Files, not pipes: the server logs every request and would block on a full pipe.
     with stdout.open("w") as out, stderr.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "search.dashboard", "--study", study.name,
-             "--storage", study.url, "--port", str(port)],
-            cwd=REPO, stdout=out, stderr=err,
+            [
+                sys.executable,
+                "-m",
+                "search.dashboard",
+                "--study",
+                study.name,
+                "--storage",
+                study.url,
+                "--port",
+                str(port),
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=err,
         )
     dashboard = Dashboard(proc, port, stdout, stderr)
     deadline = time.monotonic() + timeout
@@ -122,8 +161,9 @@ def start_dashboard(study: RealStudy, log_dir: Path, timeout: float = 60.0) -> D
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             if time.monotonic() > deadline:
                 stop_dashboard(dashboard)
-                pytest.fail(f"the dashboard did not answer within {timeout:.0f} s:\n"
-                            f"{stderr.read_text()}")
+                pytest.fail(
+                    f"the dashboard did not answer within {timeout:.0f} s:\n{stderr.read_text()}"
+                )
             time.sleep(0.3)
 
 

@@ -23,8 +23,11 @@ PROG_ERROR = "python -m search.run: error: "
 
 def run_search(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "search.run", "--space", "cnn_reg", *args], cwd=REPO,
-        capture_output=True, text=True, timeout=180,
+        [sys.executable, "-m", "search.run", "--space", "cnn_reg", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})},
     )
 
@@ -39,12 +42,15 @@ def one_error_line(stderr: str) -> str:
 # Rejected while parsing the command line: argparse prints its usage block, then one line that
 # names the option, the value and what is expected, and exits with 2. The usage lines are
 # argparse's convention (every command here shares it), so they are allowed before that line.
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--trials", "0"], "argument --trials: expected a whole number >= 1, got 0"),
-    (["--trials", "abc"], "argument --trials: expected a whole number, got 'abc'"),
-    (["--max-epochs", "-1"], "argument --max-epochs: expected a whole number >= 1, got -1"),
-    (["--gpus-per-trial", "x"], "argument --gpus-per-trial: invalid float value: 'x'"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--trials", "0"], "argument --trials: expected a whole number >= 1, got 0"),
+        (["--trials", "abc"], "argument --trials: expected a whole number, got 'abc'"),
+        (["--max-epochs", "-1"], "argument --max-epochs: expected a whole number >= 1, got -1"),
+        (["--gpus-per-trial", "x"], "argument --gpus-per-trial: invalid float value: 'x'"),
+    ],
+)
 def test_malformed_option_is_named_by_argparse(args, expected, tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exited:
@@ -52,27 +58,37 @@ def test_malformed_option_is_named_by_argparse(args, expected, tmp_path, capsys)
     assert exited.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1] == PROG_ERROR + expected
-    assert lines[0].startswith("usage: ") and all(
-        line.startswith(" ") for line in lines[1:-1]
-    ), lines
+    assert lines[0].startswith("usage: ") and all(line.startswith(" ") for line in lines[1:-1]), (
+        lines
+    )
     assert not out.exists()
 
 
 # Checked by search.run itself once parsed: exactly one line.
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--grace-period", "5", "--max-epochs", "3"],
-     "error: --grace-period 5 exceeds --max-epochs 3; expected grace period <= max epochs"),
-    (["--gpus-per-trial", "-1"],
-     "error: --gpus-per-trial -1.0 is invalid; expected a number >= 0"),
-    (["--gpus-per-trial", "nan"],
-     "error: --gpus-per-trial nan is invalid; expected a number >= 0"),
-    (["--reduction-factor", "1"],
-     "error: --reduction-factor 1 is too small; expected >= 2"),
-    # Nobody listens there: without the check, ray.init retries for minutes.
-    (["--address", "127.0.0.1:1"],
-     "error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused; expected the "
-     "address `ray start --head` printed, with that port open to this machine"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--grace-period", "5", "--max-epochs", "3"],
+            "error: --grace-period 5 exceeds --max-epochs 3; expected grace period <= max epochs",
+        ),
+        (
+            ["--gpus-per-trial", "-1"],
+            "error: --gpus-per-trial -1.0 is invalid; expected a number >= 0",
+        ),
+        (
+            ["--gpus-per-trial", "nan"],
+            "error: --gpus-per-trial nan is invalid; expected a number >= 0",
+        ),
+        (["--reduction-factor", "1"], "error: --reduction-factor 1 is too small; expected >= 2"),
+        # Nobody listens there: without the check, ray.init retries for minutes.
+        (
+            ["--address", "127.0.0.1:1"],
+            "error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused; expected the "
+            "address `ray start --head` printed, with that port open to this machine",
+        ),
+    ],
+)
 def test_inconsistent_options_are_one_line(args, expected, tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exited:
@@ -87,14 +103,16 @@ def test_argparse_error_from_the_command_line_has_no_traceback(tmp_path):
     done = run_search("--trials", "abc", "--out", str(tmp_path / "out"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        PROG_ERROR + "argument --trials: expected a whole number, got 'abc'")
+        PROG_ERROR + "argument --trials: expected a whole number, got 'abc'"
+    )
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
 def test_malformed_storage_url(tmp_path, data_root):
-    done = run_search("--storage", "notaurl", "--data", str(data_root),
-                      "--out", str(tmp_path / "out"))
+    done = run_search(
+        "--storage", "notaurl", "--data", str(data_root), "--out", str(tmp_path / "out")
+    )
     assert done.returncode == 2
     line = one_error_line(done.stderr)
     assert line.startswith("error: malformed storage URL 'notaurl'; expected an SQLAlchemy URL")
@@ -104,8 +122,14 @@ def test_malformed_storage_url(tmp_path, data_root):
 @pytest.mark.slow
 def test_unreachable_server_without_printing_the_password(tmp_path, data_root):
     password = "pw-do-not-print-7"
-    done = run_search("--storage", f"postgresql://u:{password}@127.0.0.1:1/x",
-                      "--data", str(data_root), "--out", str(tmp_path / "out"))
+    done = run_search(
+        "--storage",
+        f"postgresql://u:{password}@127.0.0.1:1/x",
+        "--data",
+        str(data_root),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert done.returncode == 2
     line = one_error_line(done.stderr)
     assert line.startswith("error: cannot reach storage 'postgresql://u:***@127.0.0.1:1/x': ")
@@ -125,13 +149,18 @@ def make_db_of_another_schema(out, revision: str):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("revision", "advice"), [
-    # A revision Optuna knows but is behind: the storage needs upgrading.
-    ("v3.0.0.a", "back it up, then upgrade it with: optuna storage upgrade --storage "
-                 "sqlite:///"),
-    # One it does not know: a newer Optuna wrote it.
-    ("v99.0.0.a", "upgrade Optuna (pip install -U optuna)"),
-])
+@pytest.mark.parametrize(
+    ("revision", "advice"),
+    [
+        # A revision Optuna knows but is behind: the storage needs upgrading.
+        (
+            "v3.0.0.a",
+            "back it up, then upgrade it with: optuna storage upgrade --storage sqlite:///",
+        ),
+        # One it does not know: a newer Optuna wrote it.
+        ("v99.0.0.a", "upgrade Optuna (pip install -U optuna)"),
+    ],
+)
 def test_database_of_an_incompatible_optuna_schema(revision, advice, tmp_path, data_root):
     out = tmp_path / "out"
     db = make_db_of_another_schema(out, revision)
@@ -151,9 +180,13 @@ def test_data_folder_without_data(tmp_path):
     empty.mkdir()
     # No data there means a download; a dead proxy makes it fail at once, online or not.
     proxy = "http://127.0.0.1:9"
-    done = run_search("--data", str(empty), "--out", str(tmp_path / "out"),
-                      env={"http_proxy": proxy, "https_proxy": proxy, "HTTPS_PROXY": proxy,
-                           "HTTP_PROXY": proxy})
+    done = run_search(
+        "--data",
+        str(empty),
+        "--out",
+        str(tmp_path / "out"),
+        env={"http_proxy": proxy, "https_proxy": proxy, "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy},
+    )
     assert done.returncode == 2
     line = one_error_line(done.stderr)
     assert f"CIFAR-10 not found in {empty}" in line and "--data" in line, line
@@ -182,10 +215,12 @@ def test_gpu_share_without_a_gpu_leaves_no_study_behind(tmp_path, data_root):
         pytest.skip("this machine has a GPU: --gpus-per-trial 1 would start a real search")
     # Known only once Ray runs, after the study was made: the command deletes what it made.
     out = tmp_path / "out"
-    done = run_search("--gpus-per-trial", "1", "--trials", "1", "--data", str(data_root),
-                      "--out", str(out))
+    done = run_search(
+        "--gpus-per-trial", "1", "--trials", "1", "--data", str(data_root), "--out", str(out)
+    )
     assert done.returncode == 2
     assert one_error_line(done.stderr) == (
         "error: --gpus-per-trial 1.0 asks for a GPU but the Ray cluster has none; "
-        "use --gpus-per-trial 0")
+        "use --gpus-per-trial 0"
+    )
     assert not out.exists()

@@ -34,9 +34,18 @@ def browser() -> str:
 
 def chromium(browser: str, profile: Path, url: str, *args: str) -> subprocess.CompletedProcess:
     """Run headless Chromium on `url` with `args`; a fresh profile keeps runs independent."""
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               "--no-first-run", f"--user-data-dir={profile}",
-               f"--virtual-time-budget={VIRTUAL_TIME_MS}", *args, url]
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+        *args,
+        url,
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -61,8 +70,7 @@ def test_dashboard_trials_page_renders(browser, dashboard, real_study, tmp_path)
     assert "Best Trial" in text
 
     shot = tmp_path / "dashboard-trials.png"
-    chromium(browser, tmp_path / "profile", page, f"--screenshot={shot}",
-             "--window-size=1400,900")
+    chromium(browser, tmp_path / "profile", page, f"--screenshot={shot}", "--window-size=1400,900")
     from PIL import Image
 
     with Image.open(shot) as image:
@@ -78,8 +86,14 @@ def test_report_renders_offline(browser, real_study, tmp_path):
     page = out.read_text(encoding="utf-8")
     figures = page.count('class="plotly-graph-div"')
     # No network: only the embedded plotly.js can draw the figures.
-    dom = chromium(browser, tmp_path / "profile", out.as_uri(), "--dump-dom",
-                   "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>").stdout
+    dom = chromium(
+        browser,
+        tmp_path / "profile",
+        out.as_uri(),
+        "--dump-dom",
+        "--proxy-server=127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>",
+    ).stdout
     # Each drawn figure holds plotly's SVG root (class "main-svg", several per figure).
     drawn = len(re.findall(r'<div[^>]*class="plot-container plotly"', dom))
     assert drawn == figures

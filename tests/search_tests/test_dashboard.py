@@ -46,13 +46,15 @@ def test_api_lists_the_study_and_all_its_trials(dashboard, real_study):
     study = real_study.load()
     summaries = get_json(f"{dashboard.base}/api/studies")["study_summaries"]
     assert [(s["study_id"], s["study_name"]) for s in summaries] == [
-        (study._study_id, real_study.name)]
+        (study._study_id, real_study.name)
+    ]
 
     detail = get_json(f"{dashboard.base}/api/studies/{study._study_id}")
     assert detail["name"] == real_study.name
     assert len(detail["trials"]) == len(study.trials)
     assert Counter(t["state"].upper() for t in detail["trials"]) == Counter(
-        t.state.name for t in study.trials)
+        t.state.name for t in study.trials
+    )
     best = study.best_trial
     assert [t["number"] for t in detail["best_trials"]] == [best.number]
 
@@ -80,10 +82,15 @@ def test_listens_on_loopback_only(dashboard):
 def test_missing_study_exits_2(real_study):
     proc = subprocess.run(
         [sys.executable, "-m", "search.dashboard", "--study", "nope", "--storage", real_study.url],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"error: no study named 'nope' in this storage; studies there: {real_study.name}"]
+        f"error: no study named 'nope' in this storage; studies there: {real_study.name}"
+    ]
     assert proc.stdout == ""
 
 
@@ -102,16 +109,28 @@ def served(monkeypatch):
     import optuna_dashboard
 
     calls: dict = {}
-    monkeypatch.setattr(optuna_dashboard, "run_server",
-                        lambda storage, host, port: calls.update(storage=storage, host=host,
-                                                                 port=port))
+    monkeypatch.setattr(
+        optuna_dashboard,
+        "run_server",
+        lambda storage, host, port: calls.update(storage=storage, host=host, port=port),
+    )
     return calls
 
 
 @pytest.mark.slow
 def test_non_loopback_host_warns(real_study, served, capsys):
-    dashboard_cli.main(["--study", real_study.name, "--storage", real_study.url,
-                        "--host", "0.0.0.0", "--port", "8123"])
+    dashboard_cli.main(
+        [
+            "--study",
+            real_study.name,
+            "--storage",
+            real_study.url,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8123",
+        ]
+    )
     captured = capsys.readouterr()
     assert served["host"] == "0.0.0.0" and served["port"] == 8123
     assert "no authentication" in captured.err and captured.err.startswith("warning: ")
@@ -132,8 +151,9 @@ def test_password_in_storage_url_is_never_printed(real_study, served, monkeypatc
     from search import _study
 
     real_open = _study.open_storage  # the commands open studies through search._study
-    monkeypatch.setattr(_study, "open_storage",
-                        lambda url, must_exist=False: real_open(real_study.url))
+    monkeypatch.setattr(
+        _study, "open_storage", lambda url, must_exist=False: real_open(real_study.url)
+    )
     secret_url = "postgresql://searcher:s3cret@db.example:5432/studies"
     dashboard_cli.main(["--study", real_study.name, "--storage", secret_url])
     out = capsys.readouterr().out
@@ -151,16 +171,26 @@ def test_unreachable_storage_password_not_printed(capsys):
     assert len(captured.err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("host, loopback", [
-    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("[::1]", True),
-    ("localhost", True), ("0.0.0.0", False), ("::", False), ("192.168.1.10", False),
-    ("no-such-host.invalid", False),
-])
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("no-such-host.invalid", False),
+    ],
+)
 def test_is_loopback(host, loopback):
     assert dashboard_cli.is_loopback(host) is loopback
 
 
 def test_dashboard_url():
     assert dashboard_cli.dashboard_url("0.0.0.0", 8080, 3) == (
-        "http://127.0.0.1:8080/dashboard/studies/3")
+        "http://127.0.0.1:8080/dashboard/studies/3"
+    )
     assert dashboard_cli.dashboard_url("::1", 9000) == "http://[::1]:9000/dashboard"

@@ -25,9 +25,27 @@ CONTINUE = "stopped (Ctrl+C); run the same command again to continue the study"
 
 def search_command(out: Path, data_root: Path, trials: int, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "search.run", "--space", "cnn_reg", "--data", str(data_root),
-        "--trials", str(trials), "--max-epochs", str(MAX_EPOCHS), "--grace-period", "1",
-        "--reduction-factor", "2", "--train-size", "200", "--val-size", "200", "--out", str(out),
+        sys.executable,
+        "-m",
+        "search.run",
+        "--space",
+        "cnn_reg",
+        "--data",
+        str(data_root),
+        "--trials",
+        str(trials),
+        "--max-epochs",
+        str(MAX_EPOCHS),
+        "--grace-period",
+        "1",
+        "--reduction-factor",
+        "2",
+        "--train-size",
+        "200",
+        "--val-size",
+        "200",
+        "--out",
+        str(out),
         *extra,
     ]
 
@@ -40,8 +58,9 @@ def start(command: list[str], log_dir: Path) -> subprocess.Popen:
     """The driver in its own session (so the test can signal it, and everything it started)."""
     # Files, not pipes: nobody reads the output until the driver ends.
     with (log_dir / "driver.out").open("w") as out, (log_dir / "driver.err").open("w") as err:
-        return subprocess.Popen(command, cwd=REPO, env=ENV, stdout=out, stderr=err,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=REPO, env=ENV, stdout=out, stderr=err, start_new_session=True
+        )
 
 
 def wait_for(out: Path, driver: subprocess.Popen, ready, timeout: float = 240) -> list:
@@ -103,9 +122,13 @@ def busy_training(trials: list):
             best[step] = max(best.get(step, value), value)
     for trial in trials:
         steps = sorted(trial.intermediate_values)
-        if (trial.state == States.RUNNING and steps and steps == list(range(1, len(steps) + 1))
-                and len(steps) < MAX_EPOCHS
-                and all(trial.intermediate_values[s] >= best[s] for s in steps)):
+        if (
+            trial.state == States.RUNNING
+            and steps
+            and steps == list(range(1, len(steps) + 1))
+            and len(steps) < MAX_EPOCHS
+            and all(trial.intermediate_values[s] >= best[s] for s in steps)
+        ):
             return trial
     return None
 
@@ -121,12 +144,17 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path, data_root):
     try:
         # Some trial done, and one that has not finished an epoch yet: it cannot end before
         # the signal lands, so it must end interrupted.
-        trials = wait_for(tmp_path, driver, lambda trials: (
-            any(t.state.is_finished() for t in trials)
-            and any(t.state == States.RUNNING and not t.intermediate_values for t in trials)
-        ))
-        fresh = {t.number for t in trials
-                 if t.state == States.RUNNING and not t.intermediate_values}
+        trials = wait_for(
+            tmp_path,
+            driver,
+            lambda trials: (
+                any(t.state.is_finished() for t in trials)
+                and any(t.state == States.RUNNING and not t.intermediate_values for t in trials)
+            ),
+        )
+        fresh = {
+            t.number for t in trials if t.state == States.RUNNING and not t.intermediate_values
+        }
         # What Ctrl+C in a terminal does: SIGINT to the foreground process group.
         os.killpg(driver.pid, signal.SIGINT)
     finally:
@@ -147,8 +175,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path, data_root):
             epochs = trial.user_attrs["epochs_run"]
             assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
 
-    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     trials = load(tmp_path).get_trials()
     assert_dense_and_settled(trials)

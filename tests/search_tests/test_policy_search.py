@@ -15,21 +15,45 @@ pytestmark = pytest.mark.slow
 
 
 def run(*args, check=True):
-    done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     if check:
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done
 
 
 def test_policy_search_exports_a_policy_the_trainer_uses(tmp_path, data_root):
-    search = run("search.run", "--space", "policy", "--data", str(data_root), "--trials", "3",
-                 "--max-epochs", "1", "--train-size", "300", "--val-size", "300",
-                 "--out", str(tmp_path))
+    search = run(
+        "search.run",
+        "--space",
+        "policy",
+        "--data",
+        str(data_root),
+        "--trials",
+        "3",
+        "--max-epochs",
+        "1",
+        "--train-size",
+        "300",
+        "--val-size",
+        "300",
+        "--out",
+        str(tmp_path),
+    )
     assert "search.export_policy --study policy" in search.stdout
     policy_file = tmp_path / "policy.json"
-    export = run("search.export_policy", "--study", "policy", "--studies-dir", str(tmp_path),
-                 "-o", str(policy_file), "--count", "25")
+    export = run(
+        "search.export_policy",
+        "--study",
+        "policy",
+        "--studies-dir",
+        str(tmp_path),
+        "-o",
+        str(policy_file),
+        "--count",
+        "25",
+    )
     assert "wrote" in export.stdout
     data = json.loads(policy_file.read_text())
     assert data["magnitude_table"] == "torchvision" and data["magnitude_bins"] == 10
@@ -40,25 +64,55 @@ def test_policy_search_exports_a_policy_the_trainer_uses(tmp_path, data_root):
     assert all(len(sub) == 2 for sub in subs)
     assert len(load_policy(str(policy_file)).sub_policies) == len(subs)
 
-    trained = run("search.train", "--data", str(data_root), "--policy", str(policy_file),
-                  "--epochs", "1", "--train-size", "200", "--val-size", "200", "--no-test")
+    trained = run(
+        "search.train",
+        "--data",
+        str(data_root),
+        "--policy",
+        str(policy_file),
+        "--epochs",
+        "1",
+        "--train-size",
+        "200",
+        "--val-size",
+        "200",
+        "--no-test",
+    )
     assert f'"policy": "{policy_file}"' in trained.stdout and "best epoch 1" in trained.stdout
 
 
 def test_export_of_a_study_that_is_not_a_policy_search(real_study, tmp_path):
-    done = run("search.export_policy", "--study", real_study.name, "--storage", real_study.url,
-               "-o", str(tmp_path / "p.json"), check=False)
+    done = run(
+        "search.export_policy",
+        "--study",
+        real_study.name,
+        "--storage",
+        real_study.url,
+        "-o",
+        str(tmp_path / "p.json"),
+        check=False,
+    )
     assert done.returncode == 2 and "does not search policies" in done.stderr
     assert not (tmp_path / "p.json").exists()
 
 
 def test_malformed_policy_stops_before_training(tmp_path, data_root):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"magnitude_table": "torchvision", "magnitude_bins": 10,
-                               "sub_policies": [[["ShearX", 0.5, 3], ["Invert", 0.2, 0]],
-                                                [["ShearX", 1.5, 3], ["Invert", 0.2, 0]]]}))
-    done = run("search.train", "--data", str(data_root), "--policy", str(bad), "--epochs", "1",
-               check=False)
+    bad.write_text(
+        json.dumps(
+            {
+                "magnitude_table": "torchvision",
+                "magnitude_bins": 10,
+                "sub_policies": [
+                    [["ShearX", 0.5, 3], ["Invert", 0.2, 0]],
+                    [["ShearX", 1.5, 3], ["Invert", 0.2, 0]],
+                ],
+            }
+        )
+    )
+    done = run(
+        "search.train", "--data", str(data_root), "--policy", str(bad), "--epochs", "1", check=False
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "sub_policies[1][0]" in lines[0] and "1.5" in lines[0], lines

@@ -70,26 +70,47 @@ def files_holding(secret: bytes, *folders: Path) -> list[str]:
 def test_two_drivers_share_one_study(postgres_url, study_name, data_root, tmp_path):
     out = tmp_path / "out"
     base = [
-        sys.executable, "-m", "search.run", "--space", "cnn_reg", "--study", study_name,
-        "--data", str(data_root), "--trials", str(TARGET), "--max-epochs", str(MAX_EPOCHS),
-        "--grace-period", "1", "--reduction-factor", "2", "--train-size", "200",
-        "--val-size", "200", "--out", str(out),
+        sys.executable,
+        "-m",
+        "search.run",
+        "--space",
+        "cnn_reg",
+        "--study",
+        study_name,
+        "--data",
+        str(data_root),
+        "--trials",
+        str(TARGET),
+        "--max-epochs",
+        str(MAX_EPOCHS),
+        "--grace-period",
+        "1",
+        "--reduction-factor",
+        "2",
+        "--train-size",
+        "200",
+        "--val-size",
+        "200",
+        "--out",
+        str(out),
         # One trial at a time per driver: two drivers on a 2-core runner fill it.
-        "--cpus-per-trial", str(max(1, (os.cpu_count() or 2) // 2)),
+        "--cpus-per-trial",
+        str(max(1, (os.cpu_count() or 2) // 2)),
     ]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     env.pop("SEARCH_STORAGE", None)
     # Both ways a URL reaches the driver: on the command line, and (as the README advises for
     # a password) in $SEARCH_STORAGE.
-    commands = [(base + ["--storage", postgres_url], env),
-                (base, {**env, "SEARCH_STORAGE": postgres_url})]
+    commands = [
+        (base + ["--storage", postgres_url], env),
+        (base, {**env, "SEARCH_STORAGE": postgres_url}),
+    ]
     logs = []
     drivers = []
     for i, (command, driver_env) in enumerate(commands):
         stdout, stderr = tmp_path / f"driver{i}.out", tmp_path / f"driver{i}.err"
         with stdout.open("w") as o, stderr.open("w") as e:
-            drivers.append(subprocess.Popen(command, cwd=REPO, env=driver_env, stdout=o,
-                                            stderr=e))
+            drivers.append(subprocess.Popen(command, cwd=REPO, env=driver_env, stdout=o, stderr=e))
         logs.append((stdout, stderr))
     try:
         for driver in drivers:
@@ -110,8 +131,11 @@ def test_two_drivers_share_one_study(postgres_url, study_name, data_root, tmp_pa
     assert all(t.state != States.RUNNING for t in trials)
 
     # Which driver ran which trial: the run ids the drivers recorded, told apart by pid.
-    runs = {value["pid"]: key.removeprefix("run:") for key, value in study.user_attrs.items()
-            if key.startswith("run:")}
+    runs = {
+        value["pid"]: key.removeprefix("run:")
+        for key, value in study.user_attrs.items()
+        if key.startswith("run:")
+    }
     run_ids = [runs[driver.pid] for driver in drivers]
     assert all(study.user_attrs[f"run:{r}"]["status"] == "finished" for r in run_ids)
     for run_id, (stdout, _) in zip(run_ids, printed, strict=True):
@@ -146,17 +170,32 @@ def test_two_drivers_share_one_study(postgres_url, study_name, data_root, tmp_pa
     assert files_holding(secret, out, *sessions) == []
 
 
-def test_wrong_password_says_so_without_printing_it(postgres_url, study_name, data_root,
-                                                   tmp_path):
+def test_wrong_password_says_so_without_printing_it(postgres_url, study_name, data_root, tmp_path):
     from sqlalchemy.engine import make_url
 
     wrong = "not-the-password-42"
     url = make_url(postgres_url).set(password=wrong).render_as_string(hide_password=False)
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "search.run", "--space", "cnn_reg", "--study", study_name,
-         "--storage", url, "--data", str(data_root), "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "search.run",
+            "--space",
+            "cnn_reg",
+            "--study",
+            study_name,
+            "--storage",
+            url,
+            "--data",
+            str(data_root),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()

@@ -15,15 +15,32 @@ from search import _figures, report
 
 REPO = Path(__file__).resolve().parents[2]
 # Section headings of the page and the titles inside the plotly figures, in page order.
-HEADINGS = ["Optimization history", "Learning curves", "Parallel coordinates",
-            "Parameter importances", "Slices", "Timeline"]
-FIGURE_TITLES = ["Optimization History Plot", "Learning Curves", "Parallel Coordinate Plot",
-                 "Hyperparameter Importances", "Slice Plot", "Timeline Plot"]
+HEADINGS = [
+    "Optimization history",
+    "Learning curves",
+    "Parallel coordinates",
+    "Parameter importances",
+    "Slices",
+    "Timeline",
+]
+FIGURE_TITLES = [
+    "Optimization History Plot",
+    "Learning Curves",
+    "Parallel Coordinate Plot",
+    "Hyperparameter Importances",
+    "Slice Plot",
+    "Timeline Plot",
+]
 
 
 def run_report(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.report", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "search.report", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def study_copy(real_study, tmp_path: Path) -> str:
@@ -86,7 +103,7 @@ def test_report_is_self_contained(written):
     assert not re.search(r"<link[^>]*\bhref=[\"']?https?:", page, flags=re.IGNORECASE)
     # plotly.js itself is inline, once.
     assert page.count("plotly.js v") >= 1
-    assert page.count('window.PlotlyConfig = {MathJaxConfig: \'local\'};') == 1
+    assert page.count("window.PlotlyConfig = {MathJaxConfig: 'local'};") == 1
     assert path.stat().st_size > 1_000_000
 
 
@@ -115,14 +132,21 @@ def test_report_shows_retrain_and_fail_reasons(real_study, tmp_path, capsys):
     url = study_copy(real_study, tmp_path)
     study = optuna.load_study(study_name=real_study.name, storage=url)
     best = study.best_trial
-    summary = {"trial": best.number, "test_accuracy": 0.8123, "search_val_accuracy": 0.5,
-               "dir": "studies/cnn_reg/retrain/00005"}
+    summary = {
+        "trial": best.number,
+        "test_accuracy": 0.8123,
+        "search_val_accuracy": 0.5,
+        "dir": "studies/cnn_reg/retrain/00005",
+    }
     # What search.retrain records: the latest retrain, and each retrain by trial number.
     study.set_user_attr("retrain", summary)
     study.set_user_attr(f"retrain:{best.number}", summary)
     failed_before = len(study.get_trials(states=(optuna.trial.TrialState.FAIL,)))
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "CUDA out of <memory>"}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "CUDA out of <memory>"}
+        )
+    )
     out = tmp_path / "r.html"
     report.main(["--study", real_study.name, "--storage", url, "-o", str(out)])
     assert capsys.readouterr().out.strip() == str(out)
@@ -144,7 +168,7 @@ def test_failing_figure_becomes_a_note(real_study, tmp_path, monkeypatch):
     out = tmp_path / "r.html"
     report.main(["--study", real_study.name, "--storage", real_study.url, "-o", str(out)])
     page = out.read_text(encoding="utf-8")
-    assert "Slices</h2><p class=\"note\">could not be drawn: RuntimeError: boom</p>" in page
+    assert 'Slices</h2><p class="note">could not be drawn: RuntimeError: boom</p>' in page
     assert "Timeline Plot" in page  # the figures after it are still drawn
 
 
@@ -171,8 +195,16 @@ def test_missing_database_exits_2_and_creates_nothing(tmp_path, capsys):
 
 def test_storage_password_is_never_printed(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
-        report.main(["--study", "cnn_reg", "--storage", "postgresql://u:s3cret@127.0.0.1:1/db",
-                     "-o", str(tmp_path / "r.html")])
+        report.main(
+            [
+                "--study",
+                "cnn_reg",
+                "--storage",
+                "postgresql://u:s3cret@127.0.0.1:1/db",
+                "-o",
+                str(tmp_path / "r.html"),
+            ]
+        )
     assert exited.value.code == 2
     captured = capsys.readouterr()
     assert "s3cret" not in captured.out + captured.err
@@ -187,14 +219,19 @@ def test_too_few_trials_gives_notes(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'tiny.db'}"
     study = optuna.create_study(study_name="tiny", storage=url, direction="maximize")
-    study.add_trial(optuna.trial.create_trial(
-        value=0.5, params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 1.0)}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.5, params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 1.0)}
+        )
+    )
     sections = {s.title: s for s in _figures.study_figures(study)}
     assert sections["Parameter importances"].figure is None
     assert sections["Parameter importances"].note == (
-        "not drawn: needs at least 2 COMPLETE trials; the study has 1")
+        "not drawn: needs at least 2 COMPLETE trials; the study has 1"
+    )
     assert sections["Learning curves"].note == (
-        "not drawn: no trial has reported an intermediate value yet")
+        "not drawn: no trial has reported an intermediate value yet"
+    )
     assert sections["Optimization history"].figure is not None
 
     empty = optuna.create_study(study_name="empty", storage=url)

@@ -19,9 +19,20 @@ pytestmark = pytest.mark.slow
 
 
 def retrain(real_study, data_root, *extra, check=True):
-    command = [sys.executable, "-m", "search.retrain", "--study", real_study.name,
-               "--studies-dir", str(real_study.out), "--data", str(data_root),
-               "--train-size", "500", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "search.retrain",
+        "--study",
+        real_study.name,
+        "--studies-dir",
+        str(real_study.out),
+        "--data",
+        str(data_root),
+        "--train-size",
+        "500",
+        *extra,
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     if check:
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -58,12 +69,26 @@ def test_retrain_takes_best_trial_and_scales_milestones(real_study, retrained):
 
 def test_retrain_writes_every_file_and_records_in_study(real_study, retrained):
     folder, _ = retrained
-    assert sorted(os.listdir(folder)) == ["config.json", "metrics.json", "report.html",
-                                          "weights.pt"]
+    assert sorted(os.listdir(folder)) == [
+        "config.json",
+        "metrics.json",
+        "report.html",
+        "weights.pt",
+    ]
     metrics = json.loads(open(os.path.join(folder, "metrics.json")).read())
-    for key in ("test_accuracy", "per_class_accuracy", "confusion_matrix", "best_val_accuracy",
-                "final_val_accuracy", "epochs", "wall_time", "device", "seed",
-                "project_version", "validation"):
+    for key in (
+        "test_accuracy",
+        "per_class_accuracy",
+        "confusion_matrix",
+        "best_val_accuracy",
+        "final_val_accuracy",
+        "epochs",
+        "wall_time",
+        "device",
+        "seed",
+        "project_version",
+        "validation",
+    ):
         assert key in metrics, key
     assert sum(map(sum, metrics["confusion_matrix"])) == 10000
     state = torch.load(os.path.join(folder, "weights.pt"), weights_only=True)
@@ -80,8 +105,12 @@ def test_retrain_writes_every_file_and_records_in_study(real_study, retrained):
 def test_evaluate_reproduces_test_accuracy(retrained, data_root):
     folder, _ = retrained
     metrics = json.loads(open(os.path.join(folder, "metrics.json")).read())
-    done = subprocess.run([sys.executable, "-m", "search.evaluate", folder, "--data",
-                           str(data_root)], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "search.evaluate", folder, "--data", str(data_root)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     shown = float(re.search(r"test images: (\d+\.\d\d) %", done.stdout).group(1))
     assert shown == pytest.approx(100 * metrics["test_accuracy"], abs=0.006)
@@ -89,9 +118,23 @@ def test_evaluate_reproduces_test_accuracy(retrained, data_root):
 
 def test_interrupted_retrain_resumes(real_study, data_root, tmp_path):
     out = tmp_path / "retrain"
-    command = [sys.executable, "-m", "search.retrain", "--study", real_study.name,
-               "--studies-dir", str(real_study.out), "--data", str(data_root),
-               "--train-size", "500", "--epochs", "4", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "search.retrain",
+        "--study",
+        real_study.name,
+        "--studies-dir",
+        str(real_study.out),
+        "--data",
+        str(data_root),
+        "--train-size",
+        "500",
+        "--epochs",
+        "4",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     for line in proc.stdout:
@@ -100,8 +143,9 @@ def test_interrupted_retrain_resumes(real_study, data_root, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (out / "state.pt").exists() and not (out / "metrics.json").exists()
-    done = subprocess.run(command + ["--resume"], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        command + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming from" in done.stdout
     assert not re.search(r"^\s*1/4 ", done.stdout, re.M), "epoch 1 is not trained again"
@@ -120,15 +164,39 @@ def test_retrain_errors(real_study, data_root, tmp_path):
     study.set_user_attr("space", "cnn_reg")
     trial = study.ask()
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    done = subprocess.run([sys.executable, "-m", "search.retrain", "--study", "empty",
-                           "--storage", storage, "--out", str(tmp_path / "x")], cwd=REPO,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.retrain",
+            "--study",
+            "empty",
+            "--storage",
+            storage,
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "has no completed trial" in done.stderr
     assert not (tmp_path / "x").exists(), "no output folder for bad input"
 
-    done = subprocess.run([sys.executable, "-m", "search.retrain", "--study", "nope",
-                           "--studies-dir", str(tmp_path / "none")], cwd=REPO,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.retrain",
+            "--study",
+            "nope",
+            "--studies-dir",
+            str(tmp_path / "none"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "no study database" in done.stderr
     assert not (tmp_path / "none").exists()
 
@@ -137,11 +205,19 @@ def test_evaluate_rejects_weights_that_are_not_ours(retrained, tmp_path, data_ro
     folder, _ = retrained
     (tmp_path / "config.json").write_text(open(os.path.join(folder, "config.json")).read())
     (tmp_path / "weights.pt").write_bytes(b"not a checkpoint")
-    done = subprocess.run([sys.executable, "-m", "search.evaluate", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "search.evaluate", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "cannot load" in done.stderr
     torch.save({"conv9.weight": torch.zeros(3)}, tmp_path / "weights.pt")
-    done = subprocess.run([sys.executable, "-m", "search.evaluate", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "search.evaluate", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "do not fit model 'cnn_reg'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -21,14 +21,24 @@ def search_command(out, data_root, trials, *extra):
     """The session study's command (SEARCH_ARGS) with another target and folder."""
     args = list(SEARCH_ARGS)
     args[args.index("--trials") + 1] = str(trials)
-    return [sys.executable, "-m", "search.run", *args, "--data", str(data_root), "--out",
-            str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "search.run",
+        *args,
+        "--data",
+        str(data_root),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def run(command, timeout=600):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -87,8 +97,14 @@ def test_rerun_continues_the_study(real_study, data_root, tmp_path):
 def test_killed_driver_trials_become_fail_and_rerun_finishes(tmp_path, data_root):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     command = search_command(tmp_path, data_root, 6)
-    driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    driver = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
@@ -122,8 +138,12 @@ def test_killed_driver_trials_become_fail_and_rerun_finishes(tmp_path, data_root
 
 
 def test_unknown_space_lists_known_ones(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "search.run", "--space", "nope", "--out",
-                           str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "search.run", "--space", "nope", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown space 'nope'; known spaces: ")

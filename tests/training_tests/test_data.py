@@ -84,8 +84,11 @@ def _write_tree(root, files):
 
 def test_image_tree_folder_and_zip(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
-    files = {"train/cat/1.png": _png((10, 20, 30)), "train/airplane/1.png": _png((1, 2, 3)),
-             "train/truck/9.png": _png((200, 100, 0))}
+    files = {
+        "train/cat/1.png": _png((10, 20, 30)),
+        "train/airplane/1.png": _png((1, 2, 3)),
+        "train/truck/9.png": _png((200, 100, 0)),
+    }
     _write_tree(tmp_path / "tree", files)
     with zipfile.ZipFile(tmp_path / "train.zip", "w") as archive:
         for name, data in files.items():

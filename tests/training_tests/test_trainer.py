@@ -60,8 +60,15 @@ def test_nan_loss_raises_its_own_error(small_split):
 def test_multistep_milestones_are_fractions_of_the_run(small_split):
     train_set, _ = small_split
     tiny = train_set.subset(torch.arange(64))
-    config = TrainConfig(model="cnn_basic", epochs=5, batch_size=64, lr=0.1, optimizer="sgd",
-                         milestones=(0.4, 0.8), gamma=0.1)
+    config = TrainConfig(
+        model="cnn_basic",
+        epochs=5,
+        batch_size=64,
+        lr=0.1,
+        optimizer="sgd",
+        milestones=(0.4, 0.8),
+        gamma=0.1,
+    )
     assert config.milestone_epochs() == [2, 4]
     assert TrainConfig(epochs=125, milestones=(0.6, 0.8)).milestone_epochs() == [75, 100]
     lrs = [s.lr for s in train(config, tiny, device="cpu").history]
@@ -72,8 +79,9 @@ def test_early_stopping_restores_best_weights(small_split):
     train_set, val_set = small_split
     tiny, tiny_val = train_set.subset(torch.arange(128)), val_set.subset(torch.arange(300))
     # A rate this high makes validation loss worse after the first epochs, so patience triggers.
-    config = TrainConfig(model="cnn_basic", epochs=12, batch_size=32, lr=0.02, patience=2,
-                         optimizer="sgd")
+    config = TrainConfig(
+        model="cnn_basic", epochs=12, batch_size=32, lr=0.02, patience=2, optimizer="sgd"
+    )
     result = train(config, tiny, tiny_val, device="cpu")
     losses = [s.val_loss for s in result.history]
     assert result.best_epoch == 1 + losses.index(min(losses))
@@ -98,8 +106,9 @@ def test_resume_continues_from_checkpoint(small_split, tmp_path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(config, tiny, tiny_val, device="cpu", checkpoint_path=path,
-              on_epoch_end=stop_after_two)
+        train(
+            config, tiny, tiny_val, device="cpu", checkpoint_path=path, on_epoch_end=stop_after_two
+        )
     resumed = train(config, tiny, tiny_val, device="cpu", checkpoint_path=path, resume=True)
     assert [s.epoch for s in resumed.history] == [1, 2, 3]
     assert resumed.history[2].train_loss == pytest.approx(full.history[2].train_loss, rel=1e-5)
