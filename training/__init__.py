@@ -17,6 +17,13 @@ from ._data import (
     stratified_split,
     train_val_split,
 )
+from ._io import (
+    OutputError,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_dir,
+)
 from ._trainer import (
     EpochStats,
     EvalResult,
@@ -38,10 +45,15 @@ __all__ = [
     "EvalResult",
     "LabeledImages",
     "NonFiniteLossError",
+    "OutputError",
     "REPORT_RECIPE",
     "TrainConfig",
     "TrainResult",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
     "build_model",
+    "check_output_dir",
     "default_data_root",
     "evaluate",
     "load_cifar10",

@@ -1,0 +1,88 @@
+"""Writing run outputs safely: every file through one atomic writer, every output folder checked
+before the work that fills it starts."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# A disk with less free space than this is taken as full when a write fails on it.
+_FULL_BELOW = 1 << 20
+
+
+class OutputError(OSError):
+    """An output place that cannot be written; the message names it, why, and what is expected.
+
+    `errno` is ENOSPC for a full disk."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write `path` by calling `write(temp)` on a temp file beside it, then renaming it over.
+
+    Readers see the old file or the new one, never half of one. When writing fails (a full disk,
+    a kill signal turned into an exception) the temp file is removed and the error propagates.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        # torch.save reports a full disk as a RuntimeError from its zip writer, not as ENOSPC:
+        # look at the disk before the temp file is removed and space freed.
+        full = isinstance(exc, Exception) and _disk_full(exc, path.parent)
+        tmp.unlink(missing_ok=True)
+        if full:
+            raise OutputError(
+                errno.ENOSPC, f"disk full: no space left on device writing {path}"
+            ) from exc
+        raise
+    return path
+
+
+def _disk_full(exc: Exception, folder: Path) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(folder).free < _FULL_BELOW
+    except OSError:
+        return False
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """`text` into `path`, atomically (see `atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_json(path: str | Path, value: Any) -> Path:
+    """`value` as indented JSON into `path`, atomically (see `atomic_write`)."""
+    return atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def check_output_dir(folder: str | Path, option: str) -> Path:
+    """`folder` made absolute, after checking that it is, or can be made as, a writable folder.
+
+    Creates nothing: a command checks every place it will write before long work starts, and
+    leaves nothing behind when one is wrong. `option` names the place in the error (`--save`).
+    """
+    folder = Path(folder).absolute()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(
+            f"{option} {folder} cannot be made: {probe} is a file; expected a folder path"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{option} {folder} is not writable ({probe}); expected a writable folder"
+        )
+    return folder
