@@ -7,6 +7,7 @@ from ._autoaugment import MAGNITUDE_BINS, OP_NAMES
 from ._pipeline import build_batch_augment
 from ._policy import (
     BUILTIN_POLICIES,
+    AugmentPolicy,
     Policy,
     PolicyError,
     PolicyParams,
@@ -16,17 +17,22 @@ from ._policy import (
     policy_to_json,
     save_policy,
 )
+from ._randaugment import OpDraws, RandAugment, TrivialAugmentWide
 from ._transform import PolicyTransform
 
 __all__ = [
     "BUILTIN_POLICIES",
+    "AugmentPolicy",
     "MAGNITUDE_BINS",
     "OP_NAMES",
+    "OpDraws",
     "Policy",
     "PolicyError",
     "PolicyParams",
     "PolicyTransform",
+    "RandAugment",
     "Step",
+    "TrivialAugmentWide",
     "build_batch_augment",
     "functional",
     "load_policy",

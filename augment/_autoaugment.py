@@ -38,7 +38,7 @@ to PIL, whose nearest sampling rounds).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -156,3 +156,28 @@ def magnitude_tensor(op: str, device: torch.device) -> torch.Tensor:
     """The op's 10 unsigned magnitudes as a float32 tensor (zeros for magnitude-free ops)."""
     mags = OPS[op].magnitudes or (0.0,) * MAGNITUDE_BINS
     return torch.tensor(mags, dtype=torch.float32, device=device)
+
+
+def apply_by_op(
+    images: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    kernels: Sequence[_Apply | None],
+    interpolation: str,
+    fill: float,
+) -> None:
+    """Apply kernels[k] in place to the images whose key is k, each kernel once on its group.
+
+    `keys` (N,) long: each image's kernel index; the key len(kernels), or a None kernel, leaves
+    the image as it is. `values` (N,): each image's signed magnitude.
+    """
+    skip = len(kernels)
+    # One host sync: the group sizes. Sorting by key puts each op's images together, so every
+    # op runs once on its whole group instead of once per image.
+    counts = torch.bincount(keys, minlength=skip + 1).tolist()
+    groups = torch.argsort(keys, stable=True).split(counts)
+    for kernel, idx in zip(kernels, groups[:skip], strict=True):
+        if kernel is None or idx.numel() == 0:
+            continue
+        result = kernel(images.index_select(0, idx), values[idx], interpolation, fill)
+        images.index_copy_(0, idx, result)

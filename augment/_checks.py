@@ -69,3 +69,7 @@ def check_interpolation(interpolation: str) -> None:
     """Raise ValueError unless `interpolation` is 'nearest' or 'bilinear'."""
     if interpolation not in ("nearest", "bilinear"):
         raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+
+
+class PolicyError(ValueError):
+    """A policy, its name or the JSON it was read from is malformed."""

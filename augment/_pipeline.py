@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ._checks import check_batch, check_generator, check_non_negative
-from ._policy import Policy
+from ._policy import POLICY_TYPES, AugmentPolicy, describe_policy
 from ._random import cutout, random_crop, random_horizontal_flip, random_rotation
 
 
@@ -21,7 +21,7 @@ class BatchAugment:
         flip: bool,
         rotation: float,
         cutout: int,
-        policy: Policy | None,
+        policy: AugmentPolicy | None,
     ) -> None:
         self.crop_padding = crop_padding
         self.flip = flip
@@ -47,9 +47,7 @@ class BatchAugment:
         return images.clone() if out is images else out
 
     def __repr__(self) -> str:
-        policy = (
-            "None" if self.policy is None else f"<{len(self.policy.sub_policies)} sub-policies>"
-        )
+        policy = "None" if self.policy is None else f"<{describe_policy(self.policy)}>"
         return (
             f"BatchAugment(crop_padding={self.crop_padding}, flip={self.flip}, "
             f"rotation={self.rotation}, cutout={self.cutout}, policy={policy})"
@@ -62,7 +60,7 @@ def build_batch_augment(
     flip: bool = True,
     rotation: float = 0.0,
     cutout: int = 0,
-    policy: Policy | None = None,
+    policy: AugmentPolicy | None = None,
 ) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """Return f(images, generator) -> augmented images: crop, flip, rotation, policy, cutout."""
     # Defaults: pad 4 and crop back, plus horizontal flips, the standard CIFAR-10 augmentation
@@ -73,9 +71,9 @@ def build_batch_augment(
         raise ValueError(f"flip must be True or False, got {flip!r}")
     check_non_negative(rotation, "rotation", integer=False)
     check_non_negative(cutout, "cutout", integer=True)
-    if policy is not None and not isinstance(policy, Policy):
+    if policy is not None and not isinstance(policy, POLICY_TYPES):
         raise ValueError(
-            f"policy must be a Policy or None, got {policy!r}; "
+            f"policy must be a Policy, RandAugment, TrivialAugmentWide or None, got {policy!r}; "
             f"use load_policy({policy!r}) for a name or a JSON path"
         )
     return BatchAugment(

@@ -3,6 +3,10 @@
 A policy is a list of sub-policies; a sub-policy is two steps `(op, probability, magnitude_index)`.
 Each image draws one sub-policy uniformly, and each of its steps applies with its probability
 (Cubuk et al. 2018, "AutoAugment: Learning Augmentation Strategies from Data", Section 3).
+
+This module also names the built-in policies (`cifar10`, and RandAugment / TrivialAugmentWide
+from `_randaugment.py`: `trivialaugment`, `randaugment`, `randaugment:N,M`) and reads and writes
+every policy kind as JSON.
 """
 
 from __future__ import annotations
@@ -15,21 +19,37 @@ import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import torch
 
-from ._autoaugment import FILL, MAGNITUDE_BINS, MAGNITUDE_TABLE, OP_NAMES, OPS, canonical_op_name
+from ._autoaugment import (
+    FILL,
+    MAGNITUDE_BINS,
+    MAGNITUDE_TABLE,
+    OP_NAMES,
+    OPS,
+    apply_by_op,
+    canonical_op_name,
+)
 from ._autoaugment import magnitude_tensor as _magnitude_tensor
-from ._checks import check_batch, check_color_batch, check_generator, check_interpolation
+from ._checks import (
+    PolicyError,
+    check_batch,
+    check_color_batch,
+    check_generator,
+    check_interpolation,
+)
+from ._randaugment import MAGNITUDE_BINS as RANDOM_OPS_BINS
+from ._randaugment import RandAugment, TrivialAugmentWide
 
 STEPS_PER_SUB_POLICY = 2
 _JSON_KEYS = ("magnitude_table", "magnitude_bins", "sub_policies")
+_RANDOM_OPS_KEYS = {
+    "randaugment": ("num_ops", "magnitude", "magnitude_bins"),
+    "trivialaugment": ("magnitude_bins",),
+}
 _SKIP = len(OP_NAMES)  # group key of images whose step does not apply
-
-
-class PolicyError(ValueError):
-    """A policy, or the JSON it was read from, is malformed."""
 
 
 class Step(NamedTuple):
@@ -63,6 +83,8 @@ def _parse_step(raw: object, where: str) -> Step:
         raise PolicyError(
             f"{where}: probability must be a number in [0, 1], got {reprlib.repr(probability)}"
         )
+    if magnitude is None and OPS[name].magnitudes is None:
+        magnitude = 0  # torchvision's policy lists write None for ops without a magnitude
     if (
         isinstance(magnitude, bool)
         or not isinstance(magnitude, numbers.Integral)
@@ -126,6 +148,12 @@ def _magnitudes(device: torch.device) -> torch.Tensor:
     return torch.stack([_magnitude_tensor(op, device) for op in OP_NAMES])
 
 
+@functools.lru_cache(maxsize=8)
+def _signed(device: torch.device) -> torch.Tensor:
+    """(num_ops,) bool: whether each op takes a random sign, on `device`."""
+    return torch.tensor([OPS[op].signed for op in OP_NAMES], device=device)
+
+
 @dataclass(frozen=True)
 class Policy:
     """An AutoAugment policy: sub-policies of two `Step`s each, applied batch-wise by `apply`."""
@@ -178,23 +206,15 @@ class Policy:
             return out
         ops, _, mags = _tables(self.sub_policies, images.device)
         magnitudes = _magnitudes(images.device)
+        signed = _signed(images.device)
+        # Looked up on every call, so that the kernels are whatever OPS holds now.
+        kernels = [OPS[name].apply for name in OP_NAMES]
         for k in range(STEPS_PER_SUB_POLICY):
             op_index = ops[params.choice, k]
-            bins = mags[params.choice, k]
+            values = magnitudes[op_index, mags[params.choice, k]]
+            values = torch.where(signed[op_index], values * params.signs[k], values)
             keys = torch.where(params.applied[k], op_index, _SKIP)
-            # One host sync per step: the group sizes. Sorting by key puts each op's images
-            # together, so every op runs once on its whole group.
-            counts = torch.bincount(keys, minlength=_SKIP + 1).tolist()
-            groups = torch.argsort(keys, stable=True).split(counts)
-            for index, idx in enumerate(groups[:_SKIP]):
-                if idx.numel() == 0:
-                    continue
-                spec = OPS[OP_NAMES[index]]
-                values = magnitudes[index, bins[idx]]
-                if spec.signed:
-                    values = values * params.signs[k, idx]
-                result = spec.apply(out.index_select(0, idx), values, interpolation, fill)
-                out.index_copy_(0, idx, result)
+            apply_by_op(out, keys, values, kernels, interpolation, fill)
         return out
 
     def apply(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -205,8 +225,30 @@ class Policy:
         return self.apply_params(images, params)
 
 
-def policy_to_json(policy: Policy) -> dict[str, Any]:
-    """Return the policy as a JSON-ready dict (CamelCase op names)."""
+# Anything `load_policy` returns and `build_batch_augment` applies: apply(images, generator).
+AugmentPolicy: TypeAlias = Policy | RandAugment | TrivialAugmentWide
+POLICY_TYPES = (Policy, RandAugment, TrivialAugmentWide)  # for isinstance
+
+
+def describe_policy(policy: AugmentPolicy) -> str:
+    """A short description for reprs: "25 sub-policies", "randaugment:2,9", "trivialaugment"."""
+    if isinstance(policy, Policy):
+        return f"{len(policy.sub_policies)} sub-policies"
+    return str(policy)
+
+
+def policy_to_json(policy: AugmentPolicy) -> dict[str, Any]:
+    """Return the policy as a JSON-ready dict (CamelCase op names for sub-policies)."""
+    if isinstance(policy, RandAugment):
+        return {
+            "randaugment": {
+                "num_ops": policy.num_ops,
+                "magnitude": policy.magnitude,
+                "magnitude_bins": RANDOM_OPS_BINS,
+            }
+        }
+    if isinstance(policy, TrivialAugmentWide):
+        return {"trivialaugment": {"magnitude_bins": RANDOM_OPS_BINS}}
     return {
         "magnitude_table": MAGNITUDE_TABLE,
         "magnitude_bins": MAGNITUDE_BINS,
@@ -214,15 +256,53 @@ def policy_to_json(policy: Policy) -> dict[str, Any]:
     }
 
 
-def policy_from_json(data: Mapping[str, Any]) -> Policy:
-    """Build a Policy from its JSON dict; raise PolicyError naming what is wrong and where."""
+def _random_ops_from_json(name: str, params: object) -> AugmentPolicy:
+    """{"randaugment": {"num_ops": N, "magnitude": M}} or {"trivialaugment": {}} -> policy."""
+    keys = _RANDOM_OPS_KEYS[name]
+    if not isinstance(params, Mapping):
+        raise PolicyError(
+            f"{name}: expected an object with keys {', '.join(keys)}, got {type(params).__name__}"
+        )
+    unknown = sorted(set(params) - set(keys), key=str)
+    if unknown:
+        raise PolicyError(f"{name}: unknown key {unknown[0]!r}; expected only {', '.join(keys)}")
+    bins = params.get("magnitude_bins", RANDOM_OPS_BINS)
+    if type(bins) is not int or bins != RANDOM_OPS_BINS:
+        raise PolicyError(
+            f"{name}: magnitude_bins: expected {RANDOM_OPS_BINS}, got {reprlib.repr(bins)}"
+        )
+    if name == "trivialaugment":
+        return TrivialAugmentWide()
+    return RandAugment(**{k: v for k, v in params.items() if k != "magnitude_bins"})
+
+
+def policy_from_json(data: Mapping[str, Any] | Sequence[Any]) -> AugmentPolicy:
+    """Build a policy from its JSON value; raise PolicyError naming what is wrong and where.
+
+    Reads the three forms we write (`policy_to_json`): {"magnitude_table": "torchvision",
+    "magnitude_bins": 10, "sub_policies": [...]}, {"randaugment": {"num_ops": 2, "magnitude": 9}}
+    and {"trivialaugment": {}} (`magnitude_bins`: 31 optional in both), and also a bare list of
+    sub-policies, [[["Invert", 0.1, 7], ["Contrast", 0.2, 6]], ...], the form other AutoAugment
+    tools write: its magnitude indices are read with the torchvision table (10 bins, the table the
+    headed form names; see augment/_autoaugment.py), and null stands for 0 on ops without a
+    magnitude, as in torchvision's own policy lists.
+    """
+    if _is_sequence(data):
+        return Policy(data)
     if not isinstance(data, Mapping):
         raise PolicyError(
-            f"expected a JSON object with keys {', '.join(_JSON_KEYS)}, got {type(data).__name__}"
+            f"expected a JSON object with keys {', '.join(_JSON_KEYS)} (or one key "
+            f"randaugment or trivialaugment), or a list of sub-policies, got {type(data).__name__}"
         )
+    if len(data) == 1 and next(iter(data)) in _RANDOM_OPS_KEYS:
+        name = next(iter(data))
+        return _random_ops_from_json(name, data[name])
     unknown = sorted(set(data) - set(_JSON_KEYS), key=str)
     if unknown:
-        raise PolicyError(f"unknown key {unknown[0]!r}; expected only {', '.join(_JSON_KEYS)}")
+        raise PolicyError(
+            f"unknown key {unknown[0]!r}; expected only {', '.join(_JSON_KEYS)} "
+            "(or one key randaugment or trivialaugment)"
+        )
     for key, expected in (("magnitude_table", MAGNITUDE_TABLE), ("magnitude_bins", MAGNITUDE_BINS)):
         if key not in data:
             raise PolicyError(f"{key}: missing; expected {expected!r}")
@@ -234,9 +314,12 @@ def policy_from_json(data: Mapping[str, Any]) -> Policy:
     return Policy(data["sub_policies"])
 
 
-def save_policy(policy: Policy, path: str | os.PathLike[str]) -> None:
-    """Write the policy to `path` as JSON, one sub-policy per line."""
+def save_policy(policy: AugmentPolicy, path: str | os.PathLike[str]) -> None:
+    """Write the policy to `path` as JSON (sub-policies one per line)."""
     data = policy_to_json(policy)
+    if not isinstance(policy, Policy):
+        Path(path).write_text(json.dumps(data) + "\n", encoding="utf-8")
+        return
     lines = [json.dumps(sub) for sub in data["sub_policies"]]
     text = (
         "{\n"
@@ -280,18 +363,57 @@ CIFAR10 = Policy(
     )
 )
 
-BUILTIN_POLICIES: dict[str, Policy] = {"cifar10": CIFAR10}
+BUILTIN_POLICIES: dict[str, AugmentPolicy] = {
+    "cifar10": CIFAR10,
+    "trivialaugment": TrivialAugmentWide(),
+    "randaugment": RandAugment(),  # torchvision's defaults, N=2, M=9
+}
 
 
-def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
-    """Return a built-in policy by name ("cifar10") or read one from a JSON file."""
-    if isinstance(name_or_path, str) and name_or_path in BUILTIN_POLICIES:
-        return BUILTIN_POLICIES[name_or_path]
+def _builtin_policy(name: str) -> AugmentPolicy | None:
+    """The built-in policy `name` names ("cifar10", "randaugment:N,M", ...), None if none.
+
+    Raise PolicyError for a built-in name with bad parameters, e.g. "randaugment:0,9".
+    """
+    if name in BUILTIN_POLICIES:
+        return BUILTIN_POLICIES[name]
+    base, sep, args = name.partition(":")
+    if not sep or base not in BUILTIN_POLICIES:
+        return None
+    if base != "randaugment":
+        raise PolicyError(f"invalid policy {name!r}; {base} takes no parameters")
+    parts = args.split(",")
+    if len(parts) != 2:
+        raise PolicyError(
+            f"invalid policy {name!r}; expected randaugment:N,M, e.g. randaugment:2,9"
+        )
+    values: list[int | str] = []
+    for text in parts:
+        try:
+            values.append(int(text.strip()))
+        except ValueError:
+            values.append(text)  # RandAugment's check names it (N or M) and the range
+    return RandAugment(*values)
+
+
+_KNOWN = "built-in policies: " + ", ".join(BUILTIN_POLICIES) + " (or randaugment:N,M)"
+
+
+def load_policy(name_or_path: str | os.PathLike[str]) -> AugmentPolicy:
+    """Return a built-in policy by name or read one from a JSON file.
+
+    Names: "cifar10" (AutoAugment's CIFAR-10 policy), "trivialaugment" (TrivialAugmentWide),
+    "randaugment" (N=2, M=9) or "randaugment:N,M". Files: any form `policy_from_json` reads,
+    including a bare list of sub-policies (read with the torchvision magnitude table).
+    """
+    if isinstance(name_or_path, str):
+        builtin = _builtin_policy(name_or_path)
+        if builtin is not None:
+            return builtin
     path = Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"no built-in policy and no file named {str(name_or_path)!r}; "
-            f"built-in policies: {', '.join(BUILTIN_POLICIES)}"
+            f"no built-in policy and no file named {str(name_or_path)!r}; {_KNOWN}"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -10,20 +10,25 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from ._policy import Policy, load_policy
+from ._policy import POLICY_TYPES, AugmentPolicy, describe_policy, load_policy
 
 
 class PolicyTransform(nn.Module):
-    """Apply a Policy to one PIL image or (C, H, W) uint8 tensor; returns the same type."""
+    """Apply a policy (AutoAugment sub-policies, RandAugment or TrivialAugmentWide; an object,
+    a built-in name such as "randaugment:2,9", or a JSON path) to one PIL image or (C, H, W)
+    uint8 tensor; returns the same type."""
 
     def __init__(
         self,
-        policy: Policy | str | os.PathLike[str] = "cifar10",
+        policy: AugmentPolicy | str | os.PathLike[str] = "cifar10",
         *,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        if isinstance(policy, POLICY_TYPES):
+            self.policy: AugmentPolicy = policy
+        else:
+            self.policy = load_policy(policy)
         self.generator = generator
 
     def _generator(self, device: torch.device) -> torch.Generator:
@@ -52,4 +57,4 @@ class PolicyTransform(nn.Module):
         raise TypeError(f"expected a PIL image or a torch.Tensor, got {type(img).__name__}")
 
     def extra_repr(self) -> str:
-        return f"{len(self.policy.sub_policies)} sub-policies"
+        return describe_policy(self.policy)

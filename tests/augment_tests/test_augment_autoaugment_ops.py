@@ -1,5 +1,8 @@
 """The 14 AutoAugment ops on a batch match torchvision's v2 functional (and PIL) image by image.
 
+One table (`CASES`: op, torchvision reference, tolerance) drives the comparison; a new op is
+tested by adding a row.
+
 Tolerances, stated once:
 - on CPU every op is bit-exact against torchvision's tensor kernels (same float32 arithmetic,
   same sampling grid, same rounding), except autocontrast (below);
@@ -14,7 +17,10 @@ Tolerances, stated once:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -71,252 +77,249 @@ def _shear_degrees(factor: float) -> float:
     return math.degrees(math.atan(factor))
 
 
-class TestShearX:
-    def test_matches_torchvision_per_image(self, batch):
-        m = uniform(batch.shape[0], -0.3, 0.3, batch.device)
-        out = AF.shear_x(batch, m, fill=128)
-        refs = [
-            TF.affine(
-                img,
-                angle=0.0,
-                translate=[0, 0],
-                scale=1.0,
-                shear=[_shear_degrees(float(f)), 0.0],
-                interpolation=NEAREST,
-                fill=128,
-                center=[0, 0],
-            )
-            for img, f in zip(batch, m, strict=True)
-        ]
-        assert_matches(out, refs, **nearest_tolerance(batch.device))
+def _shear(axis: int, interpolation=NEAREST, fill: float | None = 128):
+    """torchvision's shear about the top-left corner (AutoAugment's), by factor, on one image."""
 
-    def test_bilinear_matches_torchvision(self, batch):
-        m = uniform(batch.shape[0], -0.3, 0.3, batch.device, seed=1)
-        out = AF.shear_x(batch, m, interpolation="bilinear")
-        refs = [
-            TF.affine(
-                img,
-                angle=0.0,
-                translate=[0, 0],
-                scale=1.0,
-                shear=[_shear_degrees(float(f)), 0.0],
-                interpolation=BILINEAR,
-                center=[0, 0],
-            )
-            for img, f in zip(batch, m, strict=True)
-        ]
-        assert_matches(out, refs, **enhance_tolerance(batch.device))
+    def reference(img: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        shear = [0.0, 0.0]
+        shear[axis] = _shear_degrees(float(factor))
+        return TF.affine(
+            img,
+            angle=0.0,
+            translate=[0, 0],
+            scale=1.0,
+            shear=shear,
+            interpolation=interpolation,
+            fill=fill,
+            center=[0, 0],
+        )
 
-    def test_zero_is_identity(self, batch):
-        assert torch.equal(AF.shear_x(batch, 0.0, fill=128), batch)
+    return reference
 
 
-class TestShearY:
-    def test_matches_torchvision_per_image(self, batch):
-        m = uniform(batch.shape[0], -0.3, 0.3, batch.device)
-        out = AF.shear_y(batch, m, fill=128)
-        refs = [
-            TF.affine(
-                img,
-                angle=0.0,
-                translate=[0, 0],
-                scale=1.0,
-                shear=[0.0, _shear_degrees(float(f))],
-                interpolation=NEAREST,
-                fill=128,
-                center=[0, 0],
-            )
-            for img, f in zip(batch, m, strict=True)
-        ]
-        assert_matches(out, refs, **nearest_tolerance(batch.device))
+def _translate(axis: int):
+    """torchvision's translation by whole pixels, grey fill, on one image."""
 
-    def test_zero_is_identity(self, batch):
-        assert torch.equal(AF.shear_y(batch, 0.0, fill=128), batch)
+    def reference(img: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        translate = [0, 0]
+        translate[axis] = int(pixels)
+        return TF.affine(
+            img,
+            angle=0.0,
+            translate=translate,
+            scale=1.0,
+            shear=[0.0, 0.0],
+            interpolation=NEAREST,
+            fill=128,
+        )
+
+    return reference
 
 
-class TestTranslateX:
-    def test_matches_torchvision_per_image(self, batch):
-        pixels = uniform(batch.shape[0], -15, 15, batch.device).trunc()
-        out = AF.translate_x(batch, pixels, fill=128)
-        refs = [
-            TF.affine(
-                img,
-                angle=0.0,
-                translate=[int(t), 0],
-                scale=1.0,
-                shear=[0.0, 0.0],
-                interpolation=NEAREST,
-                fill=128,
-            )
-            for img, t in zip(batch, pixels, strict=True)
-        ]
-        assert_matches(out, refs, **nearest_tolerance(batch.device))
+def _exact(device: torch.device) -> dict:
+    return {}
 
-    def test_direction_and_fill(self, batch):
+
+def _autocontrast_tolerance(device: torch.device) -> dict:
+    # We compute PIL's floor(255 * (x - lo) / (hi - lo)) exactly; torchvision's tensor kernel
+    # lands one level low on about 1 % of values.
+    return {"max_abs": 1, "max_frac": 0.02}
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One op against torchvision: our batched call, the per-image reference, the tolerance."""
+
+    ours: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    reference: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    tolerance: Callable[[torch.device], dict]
+    values: Callable[[int, torch.device], torch.Tensor] | None = None  # per-image parameters
+    channels: int = 3
+
+
+def _enhance(ours, reference) -> OpCase:
+    return OpCase(
+        ours=ours,
+        reference=lambda img, f: reference(img, float(f)),
+        tolerance=enhance_tolerance,
+        values=lambda n, device: uniform(n, 0.1, 1.9, device),
+    )
+
+
+CONTRAST = _enhance(AF.adjust_contrast, TF.adjust_contrast)
+EQUALIZE = OpCase(lambda x, v: AF.equalize(x), lambda img, v: TF.equalize(img), _exact)
+
+# The 14 AutoAugment ops (and three variants) against torchvision.transforms.v2.functional.
+CASES: dict[str, OpCase] = {
+    "ShearX": OpCase(
+        lambda x, m: AF.shear_x(x, m, fill=128),
+        _shear(0),
+        nearest_tolerance,
+        lambda n, device: uniform(n, -0.3, 0.3, device),
+    ),
+    "ShearX-bilinear": OpCase(
+        lambda x, m: AF.shear_x(x, m, interpolation="bilinear"),
+        _shear(0, BILINEAR, fill=None),
+        enhance_tolerance,
+        lambda n, device: uniform(n, -0.3, 0.3, device, seed=1),
+    ),
+    "ShearY": OpCase(
+        lambda x, m: AF.shear_y(x, m, fill=128),
+        _shear(1),
+        nearest_tolerance,
+        lambda n, device: uniform(n, -0.3, 0.3, device),
+    ),
+    "TranslateX": OpCase(
+        lambda x, t: AF.translate_x(x, t, fill=128),
+        _translate(0),
+        nearest_tolerance,
+        lambda n, device: uniform(n, -15, 15, device).trunc(),
+    ),
+    "TranslateY": OpCase(
+        lambda x, t: AF.translate_y(x, t, fill=128),
+        _translate(1),
+        nearest_tolerance,
+        lambda n, device: uniform(n, -11, 11, device).trunc(),
+    ),
+    "Rotate": OpCase(
+        lambda x, a: AF.rotate(x, a, fill=128),
+        lambda img, a: TF.rotate(img, float(a), interpolation=NEAREST, fill=128),
+        nearest_tolerance,
+        lambda n, device: uniform(n, -30, 30, device),
+    ),
+    "Color": _enhance(AF.adjust_saturation, TF.adjust_saturation),
+    "Contrast": CONTRAST,
+    "Contrast-1-channel": dataclasses.replace(CONTRAST, channels=1),
+    "Brightness": _enhance(AF.adjust_brightness, TF.adjust_brightness),
+    "Sharpness": _enhance(AF.adjust_sharpness, TF.adjust_sharpness),
+    "Posterize": OpCase(
+        AF.posterize,
+        lambda img, b: TF.posterize(img, int(b)),
+        _exact,
+        lambda n, device: torch.arange(n, device=device) % 9,  # every value 0..8
+    ),
+    "Solarize": OpCase(
+        AF.solarize,
+        lambda img, t: TF.solarize(img, float(t)),
+        _exact,
+        lambda n, device: uniform(n, 0, 255, device),
+    ),
+    "AutoContrast": OpCase(
+        lambda x, v: AF.autocontrast(x),
+        lambda img, v: TF.autocontrast(img),
+        _autocontrast_tolerance,
+    ),
+    "Equalize": EQUALIZE,
+    "Equalize-1-channel": dataclasses.replace(EQUALIZE, channels=1),
+    "Invert": OpCase(lambda x, v: AF.invert(x), lambda img, v: TF.invert(img), _exact),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_matches_torchvision_per_image(make_batch, case: OpCase):
+    images = make_batch(channels=case.channels)
+    n = images.shape[0]
+    values = None if case.values is None else case.values(n, images.device)
+    refs = [
+        case.reference(img, v)
+        for img, v in zip(images, [None] * n if values is None else values, strict=True)
+    ]
+    assert_matches(case.ours(images, values), refs, **case.tolerance(images.device))
+
+
+# (our op on a batch, PIL's op on one image, tolerance): the ops PIL's ImageOps has.
+PIL_CASES = {
+    **{
+        f"Posterize-{bits}": (
+            lambda x, b=bits: AF.posterize(x, b),
+            lambda im, b=bits: ImageOps.posterize(im, b),
+            {},
+        )
+        for bits in (1, 4, 7, 8)
+    },
+    **{
+        f"Solarize-{t}": (
+            lambda x, t=t: AF.solarize(x, float(t)),
+            lambda im, t=t: ImageOps.solarize(im, t),
+            {},
+        )
+        for t in (0, 128, 227, 255)
+    },
+    # PIL's double-precision LUT lands one level low on about 0.05 % of values.
+    "AutoContrast": (AF.autocontrast, ImageOps.autocontrast, {"max_abs": 1, "max_frac": 0.002}),
+    "Equalize": (AF.equalize, ImageOps.equalize, {}),
+}
+
+
+@pytest.mark.parametrize(("ours", "pil_op", "tolerance"), PIL_CASES.values(), ids=PIL_CASES.keys())
+def test_matches_pil(batch, ours, pil_op, tolerance):
+    assert_matches(ours(batch), pil_reference(batch, pil_op), **tolerance)
+
+
+# (op, the parameter that must leave every image as it is)
+IDENTITIES = {
+    "ShearX": (lambda x, v: AF.shear_x(x, v, fill=128), 0.0),
+    "ShearY": (lambda x, v: AF.shear_y(x, v, fill=128), 0.0),
+    "Color": (AF.adjust_saturation, 1.0),
+    "Solarize": (AF.solarize, 256.0),
+}
+
+
+@pytest.mark.parametrize(("op", "value"), IDENTITIES.values(), ids=IDENTITIES.keys())
+def test_identity_parameter(batch, op, value):
+    assert torch.equal(op(batch, value), batch)
+
+
+class TestOpProperties:
+    """What a torchvision comparison alone would not pin down: directions, fills, borders."""
+
+    def test_translate_x_direction_and_fill(self, batch):
         out = AF.translate_x(batch, 3.0, fill=128)
         assert torch.equal(out[..., 3:], batch[..., :-3])
         assert (out[..., :3] == 128).all()
 
-
-class TestTranslateY:
-    def test_matches_torchvision_per_image(self, batch):
-        pixels = uniform(batch.shape[0], -11, 11, batch.device).trunc()
-        out = AF.translate_y(batch, pixels, fill=128)
-        refs = [
-            TF.affine(
-                img,
-                angle=0.0,
-                translate=[0, int(t)],
-                scale=1.0,
-                shear=[0.0, 0.0],
-                interpolation=NEAREST,
-                fill=128,
-            )
-            for img, t in zip(batch, pixels, strict=True)
-        ]
-        assert_matches(out, refs, **nearest_tolerance(batch.device))
-
-    def test_direction_and_fill(self, batch):
+    def test_translate_y_direction_and_fill(self, batch):
         out = AF.translate_y(batch, -2.0, fill=128)
         assert torch.equal(out[..., :-2, :], batch[..., 2:, :])
         assert (out[..., -2:, :] == 128).all()
 
-
-class TestRotate:
-    def test_matches_torchvision_per_image(self, batch):
-        angles = uniform(batch.shape[0], -30, 30, batch.device)
-        out = AF.rotate(batch, angles, fill=128)
-        refs = [
-            TF.rotate(img, float(a), interpolation=NEAREST, fill=128)
-            for img, a in zip(batch, angles, strict=True)
-        ]
-        assert_matches(out, refs, **nearest_tolerance(batch.device))
-
-    def test_quarter_turn_is_counter_clockwise(self, device):
+    def test_rotate_quarter_turn_is_counter_clockwise(self, device):
         square = torch.arange(36, dtype=torch.uint8, device=device).reshape(1, 1, 6, 6)
         assert torch.equal(AF.rotate(square, 90.0), torch.rot90(square, 1, dims=(-2, -1)))
 
-
-class TestColor:
-    def test_matches_torchvision_per_image(self, batch):
-        f = uniform(batch.shape[0], 0.1, 1.9, batch.device)
-        refs = [TF.adjust_saturation(img, float(v)) for img, v in zip(batch, f, strict=True)]
-        assert_matches(AF.adjust_saturation(batch, f), refs, **enhance_tolerance(batch.device))
-
-    def test_one_factor_is_identity(self, batch):
-        assert torch.equal(AF.adjust_saturation(batch, 1.0), batch)
-
-    def test_single_channel_is_unchanged(self, make_batch):
+    def test_color_single_channel_is_unchanged(self, make_batch):
         grey = make_batch(channels=1)
         assert torch.equal(AF.adjust_saturation(grey, 0.3), grey)
 
-
-class TestContrast:
-    def test_matches_torchvision_per_image(self, batch):
-        f = uniform(batch.shape[0], 0.1, 1.9, batch.device)
-        refs = [TF.adjust_contrast(img, float(v)) for img, v in zip(batch, f, strict=True)]
-        assert_matches(AF.adjust_contrast(batch, f), refs, **enhance_tolerance(batch.device))
-
-    def test_single_channel_matches_torchvision(self, make_batch):
-        grey = make_batch(channels=1)
-        f = uniform(grey.shape[0], 0.1, 1.9, grey.device)
-        refs = [TF.adjust_contrast(img, float(v)) for img, v in zip(grey, f, strict=True)]
-        assert_matches(AF.adjust_contrast(grey, f), refs, **enhance_tolerance(grey.device))
-
-
-class TestBrightness:
-    def test_matches_torchvision_per_image(self, batch):
-        f = uniform(batch.shape[0], 0.1, 1.9, batch.device)
-        refs = [TF.adjust_brightness(img, float(v)) for img, v in zip(batch, f, strict=True)]
-        assert_matches(AF.adjust_brightness(batch, f), refs, **enhance_tolerance(batch.device))
-
-
-class TestSharpness:
-    def test_matches_torchvision_per_image(self, batch):
-        f = uniform(batch.shape[0], 0.1, 1.9, batch.device)
-        refs = [TF.adjust_sharpness(img, float(v)) for img, v in zip(batch, f, strict=True)]
-        assert_matches(AF.adjust_sharpness(batch, f), refs, **enhance_tolerance(batch.device))
-
-    def test_border_is_unchanged(self, batch):
+    def test_sharpness_border_is_unchanged(self, batch):
         out = AF.adjust_sharpness(batch, 0.1)
         assert torch.equal(out[..., 0, :], batch[..., 0, :])
         assert torch.equal(out[..., :, -1], batch[..., :, -1])
 
-
-class TestPosterize:
-    def test_matches_torchvision_per_image(self, batch):
-        bits = torch.arange(batch.shape[0], device=batch.device) % 9  # every value 0..8
-        refs = [TF.posterize(img, int(b)) for img, b in zip(batch, bits, strict=True)]
-        assert_matches(AF.posterize(batch, bits), refs)
-
-    @pytest.mark.parametrize("bits", [1, 4, 7, 8])
-    def test_matches_pil(self, batch, bits):
-        refs = pil_reference(batch, lambda im: ImageOps.posterize(im, bits))
-        assert_matches(AF.posterize(batch, bits), refs)
-
-
-class TestSolarize:
-    def test_matches_torchvision_per_image(self, batch):
-        thresholds = uniform(batch.shape[0], 0, 255, batch.device)
-        refs = [TF.solarize(img, float(t)) for img, t in zip(batch, thresholds, strict=True)]
-        assert_matches(AF.solarize(batch, thresholds), refs)
-
-    @pytest.mark.parametrize("threshold", [0, 128, 227, 255])
-    def test_matches_pil(self, batch, threshold):
-        refs = pil_reference(batch, lambda im: ImageOps.solarize(im, threshold))
-        assert_matches(AF.solarize(batch, float(threshold)), refs)
-
-    def test_threshold_256_is_identity_and_0_inverts(self, batch):
-        assert torch.equal(AF.solarize(batch, 256.0), batch)
+    def test_solarize_0_inverts(self, batch):
         assert torch.equal(AF.solarize(batch, 0.0), 255 - batch)
 
-
-class TestAutoContrast:
-    # We compute PIL's floor(255 * (x - lo) / (hi - lo)) exactly; torchvision's tensor kernel and
-    # PIL's double-precision LUT each land one level low on some values (about 1 % and 0.05 %).
-    def test_matches_torchvision_per_image(self, batch):
-        refs = [TF.autocontrast(img) for img in batch]
-        assert_matches(AF.autocontrast(batch), refs, max_abs=1, max_frac=0.02)
-
-    def test_matches_pil(self, batch):
-        refs = pil_reference(batch, ImageOps.autocontrast)
-        assert_matches(AF.autocontrast(batch), refs, max_abs=1, max_frac=0.002)
-
-    def test_is_the_exact_integer_stretch(self, batch):
+    def test_autocontrast_is_the_exact_integer_stretch(self, batch):
         x = batch.long()
         lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
         exact = torch.where(hi > lo, (x - lo) * 255 // (hi - lo).clamp(min=1), x)
         assert torch.equal(AF.autocontrast(batch).long(), exact)
 
-    def test_stretches_each_channel_and_keeps_flat_ones(self, batch):
+    def test_autocontrast_stretches_each_channel_and_keeps_flat_ones(self, batch):
         out = AF.autocontrast(batch)
         assert torch.equal(out[3], batch[3])  # flat image
         assert torch.equal(out[5, 0], batch[5, 0])  # flat channel
         assert (out[1].amin(dim=(1, 2)) == 0).all() and (out[1].amax(dim=(1, 2)) == 255).all()
 
-
-class TestEqualize:
-    def test_matches_torchvision_per_image(self, batch):
-        assert_matches(AF.equalize(batch), [TF.equalize(img) for img in batch])
-
-    def test_matches_pil(self, batch):
-        assert_matches(AF.equalize(batch), pil_reference(batch, ImageOps.equalize))
-
-    def test_single_channel_and_flat_images(self, make_batch):
+    def test_equalize_leaves_flat_images(self, make_batch):
         grey = make_batch(channels=1)
-        assert_matches(AF.equalize(grey), [TF.equalize(img) for img in grey])
         assert torch.equal(AF.equalize(grey)[3], grey[3])
 
-    def test_histograms_do_not_leak_between_images(self, make_batch):
+    def test_equalize_histograms_do_not_leak_between_images(self, make_batch):
         # Offsetting each (image, channel) into its own 256 bins must keep them independent.
         big = make_batch(n=40, seed=3)
         alone = torch.cat([AF.equalize(big[i : i + 1]) for i in range(big.shape[0])])
         assert torch.equal(AF.equalize(big), alone)
-
-
-class TestInvert:
-    def test_matches_torchvision_per_image(self, batch):
-        assert_matches(AF.invert(batch), [TF.invert(img) for img in batch])
 
 
 class TestErrors:
