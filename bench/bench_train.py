@@ -2,7 +2,8 @@
 
 Ours: `training.train` (whole training set resident on the device, crop + flip on whole batches;
 on CUDA its defaults: bf16 autocast, channels_last, fused Adam, cudnn.benchmark), Adam 1e-3,
-batch 128, no validation.
+batch 128, no validation. `--precision bf16` runs ours under bf16 autocast on a CPU with native
+bf16 (AVX512-BF16 or AMX) too; the reference stays in fp32, as the report ran it.
 Reference: what the course report ran: a torchvision `DataLoader` (shuffle, `--workers` worker
 processes, pin_memory on CUDA) over a Dataset that turns each uint8 HWC row into a PIL image (as
 `torchvision.datasets.CIFAR10.__getitem__` does), per-image RandomCrop(32, padding=4),
@@ -16,7 +17,8 @@ timed; reported: the median of the timed epochs, training only (validation is ex
 a reference epoch includes starting its workers, as a non-persistent DataLoader does).
 
     .venv/bin/python bench/bench_train.py [--device cuda] [--images 50000] [--epochs 3]
-        [--model cnn_reg|shake26_2x96d] [--compile] [--skip-reference] [--json PATH]
+        [--model cnn_reg|shake26_2x96d] [--compile] [--precision auto|fp32|bf16]
+        [--skip-reference] [--json PATH]
 """
 
 from __future__ import annotations
@@ -48,7 +50,15 @@ sys.path.insert(0, str(REPO))
 from _machine import cpu_model  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 from models import create_model  # noqa: E402
-from training import EpochStats, LabeledImages, TrainConfig, load_cifar10, train  # noqa: E402
+from training import (  # noqa: E402
+    PRECISIONS,
+    EpochStats,
+    LabeledImages,
+    TrainConfig,
+    load_cifar10,
+    resolve_precision,
+    train,
+)
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 FULL_EPOCH = 50_000
@@ -216,6 +226,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed epochs before them")
     parser.add_argument("--model", default="cnn_reg", help="a name models.create_model knows")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="our trainer's autocast (TrainConfig.precision): auto = bf16 on CUDA, fp32 on CPU; "
+        "bf16 on CPU needs native bf16",
+    )
     parser.add_argument("--skip-reference", action="store_true", help="time only our trainer")
     parser.add_argument(
         "--workers",
@@ -238,6 +255,11 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device} asked for, but CUDA is not available")
+    try:
+        autocast = resolve_precision(args.precision, device)
+    except ValueError as exc:
+        parser.error(str(exc))
+    precision = "fp32" if autocast is None else "bf16"
     data = subset(load_cifar10(args.data, "train"), args.images, args.seed)
     info = machine(device)
     print(
@@ -252,7 +274,7 @@ def main() -> None:
     )
     print(
         f"{args.model}: {len(data)} images, batch {BATCH}, {args.warmup} warm-up + "
-        f"{args.epochs} timed epoch(s) each, device {device}"
+        f"{args.epochs} timed epoch(s) each, device {device}, ours in {precision}"
         + ("" if args.skip_reference else f", reference with {args.workers} workers")
     )
 
@@ -292,6 +314,7 @@ def main() -> None:
         flip=True,
         seed=args.seed,
         compile=args.compile,
+        precision=args.precision,
     )
     train(config, data, None, device=device, on_epoch_end=on_epoch_end)
 
@@ -305,6 +328,7 @@ def main() -> None:
         "warmup_epochs": args.warmup,
         "timed_epochs": args.epochs,
         "compile": args.compile,
+        "precision": precision,  # ours; the reference is fp32
         "machine": info,
         "ours": summarise(ours[args.warmup :], ours_cpu[args.warmup :], len(data)),
     }

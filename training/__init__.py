@@ -5,7 +5,15 @@ It imports nothing from Ray or Optuna; searches drive it through `train(..., on_
 
 from __future__ import annotations
 
-from ._config import REPORT_RECIPE, TrainConfig
+from ._config import (
+    OPTIMIZERS,
+    PRECISIONS,
+    REPORT_RECIPE,
+    SCHEDULES,
+    TrainConfig,
+    learning_rate,
+    warmup_steps,
+)
 from ._data import (
     CIFAR10_CLASSES,
     CIFAR10_SHORT_NAMES,
@@ -30,9 +38,12 @@ from ._trainer import (
     NonFiniteLossError,
     TrainResult,
     build_model,
+    build_optimizer,
+    cpu_has_native_bf16,
     evaluate,
     resolve_device,
     resolve_policy,
+    resolve_precision,
     train,
 )
 
@@ -45,21 +56,29 @@ __all__ = [
     "EvalResult",
     "LabeledImages",
     "NonFiniteLossError",
+    "OPTIMIZERS",
     "OutputError",
+    "PRECISIONS",
     "REPORT_RECIPE",
+    "SCHEDULES",
     "TrainConfig",
     "TrainResult",
     "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
     "build_model",
+    "build_optimizer",
     "check_output_dir",
+    "cpu_has_native_bf16",
     "default_data_root",
     "evaluate",
+    "learning_rate",
     "load_cifar10",
     "resolve_device",
     "resolve_policy",
+    "resolve_precision",
     "stratified_split",
     "train",
     "train_val_split",
+    "warmup_steps",
 ]

@@ -1,13 +1,21 @@
-"""The training configuration: every knob of one run, validated before any work starts."""
+"""The training configuration: every knob of one run, validated before any work starts.
+
+Also the two tables a configuration names entries of: `OPTIMIZERS` (name -> factory) and
+`SCHEDULES` (name -> the schedule's shape), with `learning_rate(config, step, steps_per_epoch)`,
+the rate of every training step as a pure function of the run's global step.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("multistep", "cosine", "constant")
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -39,16 +47,24 @@ class TrainConfig:
     patience: int | None = None  # early stopping on validation loss; None = off
     seed: int = 0
     compile: bool = False  # torch.compile the model (CUDA only)
+    # Linear warmup over this fraction of the run's steps, for every schedule (see
+    # `learning_rate`); 0 = none. One-cycle's rise is this warmup, so it needs warmup > 0.
+    warmup: float = 0.0
+    # Flip test-time augmentation in validation: logits of the image and its mirror, averaged.
+    tta: bool = False
+    # Autocast precision: "auto" = bf16 on CUDA, fp32 on CPU; "bf16" on CPU needs native bf16
+    # (AVX512-BF16 or AMX), "fp32" turns autocast off everywhere.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _check(isinstance(self.model, str) and self.model, "model", self.model, "a model name")
         _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
-        _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, " or ".join(OPTIMIZERS))
+        _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, _one_of(OPTIMIZERS))
         _check(self.lr > 0, "lr", self.lr, "a positive number")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
-        _check(self.schedule in SCHEDULES, "schedule", self.schedule, " or ".join(SCHEDULES))
+        _check(self.schedule in SCHEDULES, "schedule", self.schedule, _one_of(SCHEDULES))
         milestones = tuple(float(m) for m in self.milestones)
         _check(
             all(0 < m < 1 for m in milestones) and list(milestones) == sorted(milestones),
@@ -79,6 +95,20 @@ class TrainConfig:
             self.patience,
             "an integer >= 1 or None",
         )
+        _check(
+            isinstance(self.warmup, (int, float)) and 0 <= self.warmup < 1,
+            "warmup",
+            self.warmup,
+            "a fraction of the run in [0, 1)",
+        )
+        _check(
+            self.schedule != "onecycle" or self.warmup > 0,
+            "warmup",
+            self.warmup,
+            "a fraction in (0, 1) with schedule='onecycle' (its rise is the warmup)",
+        )
+        _check(isinstance(self.tta, bool), "tta", self.tta, "true or false")
+        _check(self.precision in PRECISIONS, "precision", self.precision, _one_of(PRECISIONS))
 
     def milestone_epochs(self) -> list[int]:
         """The epochs (1-based boundaries) at which MultiStepLR multiplies the rate by gamma."""
@@ -115,6 +145,119 @@ class TrainConfig:
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise ValueError(f"invalid {name}={value!r}; expected {expected}")
+
+
+def _one_of(names: Iterable[str]) -> str:
+    return " or ".join(names)
+
+
+# --- optimizers: name -> factory(parameters, config, extra keyword arguments) ---------------
+
+OptimizerFactory = Callable[
+    [Iterable[torch.nn.Parameter], "TrainConfig", dict], torch.optim.Optimizer
+]
+
+
+def _adam(
+    params: Iterable[torch.nn.Parameter], c: TrainConfig, extra: dict
+) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, **extra)
+
+
+def _sgd(
+    params: Iterable[torch.nn.Parameter], c: TrainConfig, extra: dict
+) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        params,
+        lr=c.lr,
+        momentum=c.momentum,
+        nesterov=c.nesterov and c.momentum > 0,
+        weight_decay=c.weight_decay,
+        **extra,
+    )
+
+
+OPTIMIZERS: dict[str, OptimizerFactory] = {"adam": _adam, "sgd": _sgd}
+
+
+# --- schedules: name -> shape(config, step, steps_per_epoch, warmup_steps) -------------------
+# A shape is the multiplier of `config.lr` at a 0-based global step; `learning_rate` applies the
+# warmup on top. Each shape sees the warmup's length so it can start after it.
+
+Schedule = Callable[["TrainConfig", int, int, int], float]
+
+
+def _constant(c: TrainConfig, step: int, steps_per_epoch: int, warmup_steps: int) -> float:
+    return 1.0
+
+
+def _multistep(c: TrainConfig, step: int, steps_per_epoch: int, warmup_steps: int) -> float:
+    # The report's MultiStepLR, stepped once per epoch: during 0-based epoch e the rate has been
+    # multiplied by gamma once for every milestone epoch <= e. Milestones are epochs of the whole
+    # run; warmup does not move them.
+    epoch = step // steps_per_epoch
+    return c.gamma ** sum(1 for m in c.milestone_epochs() if m <= epoch)
+
+
+def _cosine(c: TrainConfig, step: int, steps_per_epoch: int, warmup_steps: int) -> float:
+    # Half a cosine from 1 at the first step after warmup to 0 at the run's end, per batch (as
+    # CosineAnnealingLR with T_max = all steps when there is no warmup).
+    return 0.5 * (1 + math.cos(math.pi * _after_warmup(c, step, steps_per_epoch, warmup_steps)))
+
+
+def _onecycle(c: TrainConfig, step: int, steps_per_epoch: int, warmup_steps: int) -> float:
+    # The anneal half of the one cycle: linear from 1 after warmup to 0 at the run's end.
+    return 1 - _after_warmup(c, step, steps_per_epoch, warmup_steps)
+
+
+def _after_warmup(c: TrainConfig, step: int, steps_per_epoch: int, warmup_steps: int) -> float:
+    """The fraction of the steps after warmup done before `step`: 0 up to step W, then (s - W) /
+    (T - W)."""
+    # max(1, ...): a run whose warmup is all of it (a few steps, warmup near 1) has no step here.
+    span = max(1, c.epochs * steps_per_epoch - warmup_steps)
+    return max(0, step - warmup_steps) / span
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "multistep": _multistep,
+    "cosine": _cosine,
+    "constant": _constant,
+    "onecycle": _onecycle,
+}
+
+
+def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Steps of linear warmup: `config.warmup` of the run's steps, at least 1 when warmup > 0."""
+    if config.warmup == 0:
+        return 0
+    total = config.epochs * steps_per_epoch
+    return min(total, max(1, round(config.warmup * total)))
+
+
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of 0-based global step `step` (step = epoch index * steps_per_epoch +
+    batch index) of a run of `config.epochs` epochs of `steps_per_epoch` batches.
+
+    With W = `warmup_steps(config, steps_per_epoch)` steps of warmup, step s < W trains at
+    `lr * (s + 1) / W` times the schedule's shape: the rate rises linearly, per batch, and step
+    W - 1 (the warmup's last) is the first at the full rate. From step W on the shape alone:
+
+    - `constant`: 1.
+    - `multistep`: `gamma ** k` during epoch e (0-based), k = milestone epochs <= e; the
+      milestones stay epochs of the whole run, so a milestone inside the warmup lowers the peak
+      the warmup ramps to.
+    - `cosine`: `(1 + cos(pi * (s - W) / (T - W))) / 2` over the T steps of the run: 1 at step W,
+      towards 0 at the end; with W = 0 this is CosineAnnealingLR(T_max=T) stepped per batch.
+    - `onecycle` (Smith & Topin 2019, "Super-convergence", the 1cycle policy, in airbench's
+      triangular form): the warmup is the rise (so `warmup` > 0 is required), then
+      `1 - (s - W) / (T - W)`: linear from the peak at step W down to `lr / (T - W)` at the last
+      step, i.e. to 0 at the run's end.
+    """
+    w = warmup_steps(config, steps_per_epoch)
+    factor = SCHEDULES[config.schedule](config, step, steps_per_epoch, w)
+    if step < w:
+        factor *= (step + 1) / w
+    return config.lr * factor
 
 
 # The reference report's final recipe: Adam 1e-3, batch 32, 125 epochs, LR halved at epochs 75

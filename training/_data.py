@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import stat
 import zipfile
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ._io import atomic_write
 
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane",
@@ -85,19 +88,33 @@ def default_data_root() -> Path:
     return Path(os.environ.get(DATA_ENV, "data"))
 
 
+# What a data folder must hold, for the errors that say it was not found.
+_EXPECTED = (
+    f"--data (or ${DATA_ENV}) must name a folder holding the official cifar-10-batches-py/, "
+    "or train.zip and test.zip, or train/ and test/ of class folders"
+)
+
+
 def load_cifar10(
     root: str | Path | None = None, split: str = "train", *, download: bool = True
 ) -> LabeledImages:
     """Load one split of CIFAR-10 from `root`, decoding and caching it on first use.
 
     `root` may hold `train.zip`/`test.zip`, `train/`/`test/` folders of class folders,
-    `cifar-10-batches-py/`, or be `cifar-10-batches-py` itself. When it holds none of these and
-    `download` is true, torchvision downloads the official release (md5-checked) into it.
+    `cifar-10-batches-py/`, or be `cifar-10-batches-py` itself. A `root` given here or by
+    `$CIFAR10_DATA` is only read: when it holds none of these, the error says what it must hold.
+    Only the default location, `./data`, is downloaded into (by torchvision, md5-checked), and
+    only when `download` is true.
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    explicit = root is not None or bool(os.environ.get(DATA_ENV))
     root = Path(root) if root is not None else default_data_root()
-    source = _find_source(root, split, download)
+    source = _find_source(root, split)
+    if source is None:
+        if explicit or not download:
+            raise DataError(_not_found(root, split))
+        source = _download(root)
     cache = _cache_path(source, split)
     if cache.exists():
         try:
@@ -113,8 +130,9 @@ def load_cifar10(
     return LabeledImages(images, labels, CIFAR10_CLASSES, str(source))
 
 
-def _find_source(root: Path, split: str, download: bool) -> Path:
-    """The file or folder to read `split` from: an official-release folder, a zip or a tree."""
+def _find_source(root: Path, split: str) -> Path | None:
+    """The file or folder to read `split` from (an official-release folder, a zip or a tree),
+    or None when `root` holds none of them."""
     if root.is_file() and root.suffix == ".zip":
         return root
     if root.is_dir():
@@ -126,24 +144,27 @@ def _find_source(root: Path, split: str, download: bool) -> Path:
             return root / f"{split}.zip"
         if (root / split).is_dir():
             return root / split
-    if download:
-        return _download(root)
+    return None
+
+
+def _not_found(root: Path, split: str) -> str:
+    """Why `root` holds no `split` split, and what it must hold."""
     if not root.exists():
-        raise DataError(
-            f"data path {root} does not exist; expected a folder holding train.zip/test.zip, "
-            "train/ and test/ class folders, or cifar-10-batches-py/"
-        )
-    raise DataError(
-        f"no CIFAR-10 {split} split found in {root}; expected {split}.zip, {split}/<class>/ "
-        "image folders, or cifar-10-batches-py/"
-    )
+        why = "the folder does not exist"
+    elif not root.is_dir():
+        why = "it is a file, not a folder"
+    else:
+        why = f"no CIFAR-10 {split} split found there"
+    return f"CIFAR-10 not found in {root}: {why}; {_EXPECTED}"
 
 
 def _download(root: Path) -> Path:
-    """Fetch the official release with torchvision's md5-checked downloader."""
+    """Fetch the official release into the default location with torchvision's md5-checked
+    downloader."""
     from torchvision.datasets.utils import download_and_extract_archive
 
     url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    created = not root.exists()
     try:
         download_and_extract_archive(
             url,
@@ -152,6 +173,8 @@ def _download(root: Path) -> Path:
             md5="c58f30108f718f92721af3b95e74349a",
         )
     except Exception as exc:
+        if created:  # a failed download leaves nothing behind: no folder, no partial archive
+            shutil.rmtree(root, ignore_errors=True)
         raise DataError(
             f"CIFAR-10 not found in {root} and the download failed ({type(exc).__name__}); "
             f"pass --data PATH or set ${DATA_ENV} to a folder holding the data"
@@ -297,10 +320,8 @@ def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None
     """Write atomically, so a killed run never leaves a truncated cache behind."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"images": images, "labels": labels}, tmp)
-        os.replace(tmp, path)
-    except OSError:
+        atomic_write(path, lambda tmp: torch.save({"images": images, "labels": labels}, tmp))
+    except (OSError, RuntimeError):  # torch.save reports some write errors as RuntimeError
         pass  # a read-only machine still trains, it just decodes again next time
 
 

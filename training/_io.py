@@ -31,7 +31,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     a kill signal turned into an exception) the temp file is removed and the error propagates.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    # Per process: two processes writing the same file (two drivers caching the same data)
+    # each rename a whole file of their own.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -59,7 +61,7 @@ def _disk_full(exc: Exception, folder: Path) -> bool:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """`text` into `path`, atomically (see `atomic_write`)."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: str | Path, value: Any) -> Path:

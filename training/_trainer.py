@@ -1,5 +1,11 @@
 """The training loop: the whole data set resident on the device, augmentation on whole batches.
 
+`train` sets a run up and loops over epochs; `_train_epoch` holds the training step (forward,
+loss, backward, step, schedule) on one screen; `_RunState` is everything a run carries from epoch
+to epoch (model, optimizer, generator, history, best, bad epochs, global step) and writes and
+reads its own checkpoint. The learning rate is a pure function of the global step
+(`training._config.learning_rate`), set in one place before each step.
+
 Nothing here knows about Ray or Optuna: a search observes a run through `on_epoch_end`.
 """
 
@@ -7,9 +13,8 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,8 +25,9 @@ from torch import nn
 from augment import Policy, build_batch_augment, load_policy
 from models import create_model
 
-from ._config import TrainConfig
+from ._config import OPTIMIZERS, TrainConfig, learning_rate
 from ._data import LabeledImages
+from ._io import atomic_write
 
 # Per-channel mean and std of the CIFAR-10 training images, on the 0..1 scale.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -30,8 +36,11 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # the whole epoch.
 _AUGMENT_CHUNK = 8192
 _EVAL_BATCH = 1024
-# Check the running loss for NaN/inf every this many steps: a check costs a device sync.
+# Check the running loss for NaN/inf every this many global steps: a check costs a device sync.
 _FINITE_CHECK_EVERY = 50
+# /proc/cpuinfo flags of CPUs that compute in bf16 natively (x86 AVX512-BF16, Intel AMX; ARM's
+# "bf16" feature). Without them autocast emulates bf16 through fp32 and is slower than fp32.
+_NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
 class NonFiniteLossError(RuntimeError):
@@ -47,9 +56,10 @@ class EpochStats:
     train_accuracy: float  # 0..1, on augmented training batches
     val_loss: float | None  # None when the run has no validation set
     val_accuracy: float | None
-    lr: float  # the learning rate used during this epoch
+    lr: float  # the learning rate of the epoch's first step
     epoch_time: float  # seconds, training and validation
     images_per_second: float  # training images per second of training time
+    val_tta: bool = False  # val_loss and val_accuracy are of flip test-time augmentation
 
 
 @dataclass
@@ -71,13 +81,15 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Loss, accuracy (0..1), per-class accuracy and confusion matrix [true, predicted]."""
+    """Loss, accuracy (0..1), per-class accuracy and confusion matrix [true, predicted]; `tta`
+    says whether they are of flip test-time augmentation (see `evaluate`)."""
 
     loss: float
     accuracy: float
     per_class_accuracy: list[float]
     confusion: list[list[int]]
     count: int
+    tta: bool = False
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -88,6 +100,42 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device} requested but CUDA is not available; use cpu or auto")
     return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX flags in /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return not _NATIVE_BF16_FLAGS.isdisjoint(line.split(":", 1)[1].split())
+    except OSError:  # not Linux: no way to tell, so no bf16 on the CPU
+        pass
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `precision` ("auto", "fp32", "bf16") on `device`; None = plain fp32.
+
+    "auto" is bf16 on CUDA and fp32 on CPU; "bf16" on a device without native bf16 is refused
+    (emulated bf16 is slower than fp32 and gains nothing)."""
+    if precision == "auto":  # what the trainer always did, before there was a choice
+        return torch.bfloat16 if device.type == "cuda" else None
+    if precision == "fp32":
+        return None
+    if precision != "bf16":
+        raise ValueError(f"invalid precision={precision!r}; expected auto, fp32 or bf16")
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        raise ValueError(
+            "invalid precision='bf16'; this CPU has no native bf16 (no avx512_bf16 or amx_bf16 "
+            "in /proc/cpuinfo): expected fp32 or auto"
+        )
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            f"invalid precision='bf16'; {torch.cuda.get_device_name(device)} has no bf16: "
+            "expected fp32 or auto"
+        )
+    return torch.bfloat16
 
 
 _NORMALIZERS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -141,155 +189,243 @@ def train(
     `on_batch_end(done, total)` is called after each batch with the epoch's progress (for a
     progress bar; it costs nothing when not given).
 
-    `checkpoint_path` gets the full state (weights, optimizer, schedule, random generators,
-    history) after every epoch; with `resume=True` the run continues from it.
+    `checkpoint_path` gets the full state (weights, optimizer, random generators, history, global
+    step) after every epoch; with `resume=True` the run continues from it, exactly as if it had
+    not stopped.
     """
     device = resolve_device(device)
     if len(train_set) == 0:
         raise ValueError("the training set is empty")
     if config.patience is not None and val_set is None:
         raise ValueError("early stopping (patience) needs a validation set")
+    autocast = resolve_precision(config.precision, device)
     start = time.perf_counter()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
     model = build_model(config, device)
-    policy = resolve_policy(config.policy)
     augment = build_batch_augment(
         crop_padding=config.crop_padding,
         flip=config.flip,
         rotation=config.rotation,
         cutout=config.cutout,
-        policy=policy,
+        policy=resolve_policy(config.policy),
     )
-    optimizer = _build_optimizer(config, model)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    scheduler = _build_scheduler(config, optimizer, steps_per_epoch)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    images, labels = train_set.images.to(device), train_set.labels.to(device)
-    val_gpu = val_set.to(device) if val_set is not None else None
-    step_model = torch.compile(model) if config.compile else model
-    use_bf16 = device.type == "cuda"
-
-    history: list[EpochStats] = []
-    best_loss, best_epoch, best_state, bad_epochs = math.inf, 0, None, 0
-    first_epoch = 1
+    run = _RunState(
+        config=config,
+        model=model,
+        optimizer=build_optimizer(config, model),
+        generator=torch.Generator(device=device).manual_seed(config.seed),
+    )
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["cpu_rng"].cpu())
-        history = [EpochStats(**h) for h in state["history"]]
-        best_loss, best_epoch, bad_epochs = state["best_loss"], state["best_epoch"], state["bad"]
-        best_state = state.get("best_model")
-        first_epoch = len(history) + 1
+        run.load(checkpoint_path, device)
+    images, labels = train_set.images.to(device), train_set.labels.to(device)
+    val_data = val_set.to(device) if val_set is not None else None
+    step_model = torch.compile(model) if config.compile else model
+    steps_per_epoch = math.ceil(len(labels) / config.batch_size)
 
     stopped_early = False
-    for epoch in range(first_epoch, config.epochs + 1):
+    for epoch in range(run.epochs_done + 1, config.epochs + 1):
         epoch_start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        order = torch.randperm(len(labels), device=device, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        batches_done = 0
-        # Chunks hold whole batches, so every batch but the epoch's last has batch_size images.
-        for chunk in order.split(max(1, _AUGMENT_CHUNK // config.batch_size) * config.batch_size):
-            batch_images = augment(images[chunk], generator)
-            batch_labels = labels[chunk]
-            for step, (x, y) in enumerate(
-                zip(
-                    batch_images.split(config.batch_size),
-                    batch_labels.split(config.batch_size),
-                    strict=True,
-                )
-            ):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    logits = step_model(normalize(x))
-                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if config.schedule == "cosine":
-                    scheduler.step()
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.argmax(1) == y).sum()
-                batches_done += 1
-                if on_batch_end is not None:
-                    on_batch_end(batches_done, steps_per_epoch)
-                if step % _FINITE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
-                    raise NonFiniteLossError(
-                        f"training loss became {loss_sum.item()} at epoch {epoch}"
-                    )
-        if config.schedule == "multistep":
-            scheduler.step()
-        train_loss = loss_sum.item()
-        if not math.isfinite(train_loss):
-            raise NonFiniteLossError(f"training loss became {train_loss} at epoch {epoch}")
-        train_time = time.perf_counter() - epoch_start
-        val = evaluate(step_model, val_gpu, device=device) if val_gpu is not None else None
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=train_loss / len(labels),
-            train_accuracy=correct.item() / len(labels),
-            val_loss=val.loss if val else None,
-            val_accuracy=val.accuracy if val else None,
-            lr=lr,
-            epoch_time=time.perf_counter() - epoch_start,
-            images_per_second=len(labels) / train_time,
+        lr = learning_rate(config, run.step, steps_per_epoch)
+        loss_sum, correct = _train_epoch(
+            run, step_model, images, labels, augment, steps_per_epoch, autocast, on_batch_end
         )
-        history.append(stats)
-        if val is not None and not math.isfinite(val.loss):
-            raise NonFiniteLossError(f"validation loss became {val.loss} at epoch {epoch}")
-        if val is None or val.loss < best_loss:
-            best_loss = val.loss if val else math.inf
-            best_epoch, bad_epochs = epoch, 0
-            if config.patience is not None:
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_epochs += 1
-        if checkpoint_path is not None:
-            _save_state(
-                checkpoint_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "cpu_rng": torch.get_rng_state(),
-                    "history": [asdict(h) for h in history],
-                    "best_loss": best_loss,
-                    "best_epoch": best_epoch,
-                    "bad": bad_epochs,
-                    **({"best_model": best_state} if best_state is not None else {}),
-                },
+        train_loss = _finite(loss_sum.item(), "training", epoch) / len(labels)
+        train_time = time.perf_counter() - epoch_start
+        val = None
+        if val_data is not None:
+            val = evaluate(
+                step_model, val_data, device=device, tta=config.tta, precision=config.precision
             )
+            _finite(val.loss, "validation", epoch)
+        run.end_epoch(
+            EpochStats(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_accuracy=correct.item() / len(labels),
+                val_loss=val.loss if val else None,
+                val_accuracy=val.accuracy if val else None,
+                lr=lr,
+                epoch_time=time.perf_counter() - epoch_start,
+                images_per_second=len(labels) / train_time,
+                val_tta=val is not None and val.tta,
+            )
+        )
+        if checkpoint_path is not None:
+            run.save(checkpoint_path)
         if on_epoch_end is not None:
-            on_epoch_end(stats)
-        if config.patience is not None and bad_epochs >= config.patience:
+            on_epoch_end(run.history[-1])
+        if run.patience_exhausted():
             stopped_early = True
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if not history:  # resumed from a checkpoint of a run that had already finished
+    if run.best_weights is not None:
+        model.load_state_dict(run.best_weights)
+    if not run.history:  # resumed from a checkpoint of a run that had already finished
         raise ValueError(f"nothing to train: the checkpoint already holds {config.epochs} epochs")
     return TrainResult(
         model=model,
-        history=history,
-        best_epoch=best_epoch or len(history),
+        history=run.history,
+        best_epoch=run.best_epoch or len(run.history),
         stopped_early=stopped_early,
         wall_time=time.perf_counter() - start,
         device=str(device),
     )
 
 
+def _train_epoch(
+    run: _RunState,
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    steps_per_epoch: int,
+    autocast: torch.dtype | None,
+    on_batch_end: Callable[[int, int], None] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the training set, advancing `run.step` by one per batch. Returns the summed
+    loss and the number of correct predictions, as device tensors (no sync per step)."""
+    config, optimizer, device = run.config, run.optimizer, images.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    batches = _shuffled_batches(images, labels, augment, config.batch_size, run.generator)
+    for done, (x, y) in enumerate(batches, 1):
+        for group in optimizer.param_groups:  # the one place the learning rate is set
+            group["lr"] = learning_rate(config, run.step, steps_per_epoch)
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            logits = model(normalize(x))
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        run.step += 1
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        if run.step % _FINITE_CHECK_EVERY == 0:
+            _finite(loss_sum.item(), "training", run.epochs_done + 1)
+        if on_batch_end is not None:
+            on_batch_end(done, steps_per_epoch)
+    return loss_sum, correct
+
+
+def _shuffled_batches(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    batch_size: int,
+    generator: torch.Generator,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The epoch's augmented batches in a fresh random order, augmented a chunk at a time."""
+    order = torch.randperm(len(labels), device=labels.device, generator=generator)
+    # Chunks hold whole batches, so every batch but the epoch's last has batch_size images.
+    for chunk in order.split(max(1, _AUGMENT_CHUNK // batch_size) * batch_size):
+        yield from zip(
+            augment(images[chunk], generator).split(batch_size),
+            labels[chunk].split(batch_size),
+            strict=True,
+        )
+
+
+def _finite(value: float, what: str, epoch: int) -> float:
+    """`value`, after checking it is a number: a NaN or infinite loss ends the run."""
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"{what} loss became {value} at epoch {epoch}")
+    return value
+
+
+@dataclass
+class _RunState:
+    """What a run carries from epoch to epoch; `save` and `load` are its checkpoint.
+
+    `step` is the global step: batches trained since the run began (the schedule's clock).
+    `best_weights` is kept only with early stopping (patience), to be restored at the end.
+    """
+
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    history: list[EpochStats] = field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    best_weights: dict | None = None
+    step: int = 0
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    def end_epoch(self, stats: EpochStats) -> None:
+        """Record an epoch: its stats, the best validation loss so far and epochs without one."""
+        self.history.append(stats)
+        if stats.val_loss is None or stats.val_loss < self.best_loss:
+            self.best_loss = stats.val_loss if stats.val_loss is not None else math.inf
+            self.best_epoch, self.bad_epochs = stats.epoch, 0
+            if self.config.patience is not None:
+                self.best_weights = copy.deepcopy(self.model.state_dict())
+        else:
+            self.bad_epochs += 1
+
+    def patience_exhausted(self) -> bool:
+        """Early stopping: `patience` epochs in a row without a better validation loss."""
+        return self.config.patience is not None and self.bad_epochs >= self.config.patience
+
+    def save(self, path: str | Path) -> None:
+        """The full state, atomically: a run killed mid-write keeps its previous checkpoint."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            # Dropout draws from the global generators, not from `generator`.
+            "cpu_rng": torch.get_rng_state(),
+            "history": [asdict(h) for h in self.history],
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "bad": self.bad_epochs,
+            "step": self.step,
+        }
+        if self.best_weights is not None:
+            state["best_model"] = self.best_weights
+        device = self.generator.device
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def load(self, path: str | Path, device: torch.device) -> None:
+        """Continue from the state `save` wrote (of this version of the trainer)."""
+        state = torch.load(path, map_location=device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["cpu_rng"].cpu())
+        if "cuda_rng" in state and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+        self.history = [EpochStats(**h) for h in state["history"]]
+        self.best_loss, self.best_epoch = state["best_loss"], state["best_epoch"]
+        self.bad_epochs, self.step = state["bad"], state["step"]
+        self.best_weights = state.get("best_model")
+
+
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: LabeledImages, *, device: str | torch.device | None = None
+    model: nn.Module,
+    data: LabeledImages,
+    *,
+    device: str | torch.device | None = None,
+    tta: bool = False,
+    precision: str = "auto",
 ) -> EvalResult:
-    """Loss, accuracy, per-class accuracy and confusion matrix of `model` on `data`."""
+    """Loss, accuracy, per-class accuracy and confusion matrix of `model` on `data`.
+
+    `tta=True` is flip test-time augmentation: the model's logits for each image and for its
+    horizontal mirror are averaged, and loss and predictions come from that mean. Logits rather
+    than softmax probabilities: the loss stays the cross-entropy of one set of logits, as without
+    TTA, and it is what airbench does; the two means rarely disagree on the predicted class.
+    `precision` is the autocast setting, as `TrainConfig.precision`.
+    """
     device = resolve_device(device)
+    autocast = resolve_precision(precision, device)
     was_training = model.training
     model.eval()
     images, labels = data.images.to(device), data.labels.to(device)
@@ -297,8 +433,11 @@ def evaluate(
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.long)
     for x, y in zip(images.split(_EVAL_BATCH), labels.split(_EVAL_BATCH), strict=True):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(normalize(x))
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            x = normalize(x)
+            logits = model(x)
+            if tta:
+                logits = (logits.float() + model(x.flip(-1)).float()) / 2
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         confusion += torch.bincount(
             y * num_classes + logits.argmax(1), minlength=num_classes * num_classes
@@ -313,44 +452,12 @@ def evaluate(
         per_class_accuracy=per_class,
         confusion=matrix.tolist(),
         count=count,
+        tta=tta,
     )
 
 
-def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The configured optimizer (`OPTIMIZERS[config.optimizer]`) over `model`'s parameters."""
     # Fused kernels update all parameters in one launch on CUDA; CPU keeps the default path.
     fused = {"fused": True} if next(model.parameters()).is_cuda else {}
-    if config.optimizer == "adam":
-        return torch.optim.Adam(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused
-        )
-    return torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov and config.momentum > 0,
-        weight_decay=config.weight_decay,
-        **fused,
-    )
-
-
-def _build_scheduler(
-    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    if config.schedule == "multistep":  # stepped once per epoch, as the report's MultiStepLR
-        return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=config.milestone_epochs(), gamma=config.gamma
-        )
-    if config.schedule == "cosine":  # stepped every batch, down to zero at the end of the run
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=config.epochs * steps_per_epoch
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-
-def _save_state(path: str | Path, state: dict) -> None:
-    """Write atomically: a run killed mid-write keeps its previous checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    return OPTIMIZERS[config.optimizer](model.parameters(), config, fused)

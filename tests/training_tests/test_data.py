@@ -127,6 +127,77 @@ def test_missing_and_empty_data(tmp_path):
         load_cifar10(tmp_path, "train", download=False)
 
 
+# A proxy nobody listens on: a download attempt fails at once, online or not.
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
+WHAT_IT_MUST_HOLD = (
+    "--data (or $CIFAR10_DATA) must name a folder holding the official cifar-10-batches-py/, "
+    "or train.zip and test.zip, or train/ and test/ of class folders"
+)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    import urllib.request
+
+    for name in PROXY_VARIABLES:
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    # urlopen keeps the first opener it builds, proxies included: drop it before and after, so
+    # the dead proxy neither misses this test nor outlives it.
+    urllib.request.install_opener(None)
+    yield
+    urllib.request.install_opener(None)
+
+
+@pytest.mark.parametrize(
+    "kind, why",
+    [
+        ("missing", "the folder does not exist"),
+        ("empty", "no CIFAR-10 train split found there"),
+        ("file", "it is a file, not a folder"),
+        ("nested", "the folder does not exist"),
+    ],
+)
+@pytest.mark.parametrize("given_by", ["argument", "environment"])
+def test_explicit_data_is_read_never_downloaded_into(
+    tmp_path, monkeypatch, no_network, kind, why, given_by
+):
+    """A location the user named holds no data: one error saying what it must hold; no
+    download starts and nothing is created (issue 11, item 8)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    root = {
+        "missing": tmp_path / "nowhere",
+        "empty": tmp_path / "empty",
+        "file": tmp_path / "a_file",
+        "nested": tmp_path / "a" / "b",
+    }[kind]
+    if kind == "empty":
+        root.mkdir()
+    if kind == "file":
+        root.write_text("not data")
+    before = sorted(tmp_path.rglob("*"))
+    if given_by == "environment":
+        monkeypatch.setenv("CIFAR10_DATA", str(root))
+        argument = None
+    else:
+        argument = root
+    with pytest.raises(DataError) as raised:
+        load_cifar10(argument, "train")
+    assert str(raised.value) == f"CIFAR-10 not found in {root}: {why}; {WHAT_IT_MUST_HOLD}"
+    assert sorted(tmp_path.rglob("*")) == before, "nothing is created"
+
+
+def test_only_the_default_location_downloads(tmp_path, monkeypatch, no_network):
+    """No --data and no $CIFAR10_DATA: ./data is where the official release is downloaded."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    with pytest.raises(DataError, match=r"CIFAR-10 not found in data and the download failed"):
+        load_cifar10(None, "train")
+    assert list(tmp_path.iterdir()) == [], "a failed download leaves nothing behind"
+    with pytest.raises(DataError, match="CIFAR-10 not found in data: the folder does not exist"):
+        load_cifar10(None, "train", download=False)
+
+
 def test_corrupt_official_batch(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "cifar-10-batches-py"
