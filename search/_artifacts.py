@@ -1,39 +1,59 @@
-"""Saved models: weights (a plain state dict) beside the config.json that rebuilds the network."""
+"""Saved runs: weights (a plain state dict) beside the config.json that rebuilds the network.
+
+Every command that saves a model (`search.train --save`, each search trial, `search.retrain`)
+writes it through `save_run`, in one schema, and `load_model` reads it back:
+
+    weights.pt   the model's state dict
+    config.json  {"train_config": TrainConfig.to_dict(), ...what the writer adds (trial, params)}
+"""
 
 from __future__ import annotations
 
+import errno
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from training import TrainConfig, build_model
+from training import OutputError, TrainConfig, atomic_write, atomic_write_json, build_model
 
 WEIGHTS = "weights.pt"
 CONFIG = "config.json"
+TRAIN_CONFIG = "train_config"  # the key of config.json that holds the TrainConfig
 
 
 class ArtifactError(ValueError):
     """Saved weights that cannot be used; the message names the file and what was expected."""
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
+def save_run(folder: str | Path, model: nn.Module, config: TrainConfig, **extra: Any) -> Path:
+    """Write `model`'s weights and `config` (plus the JSON-able `extra`) into `folder`.
 
-
-def save_weights(model: nn.Module, folder: Path) -> Path:
-    """The model's state dict as `folder/weights.pt`, written atomically."""
-    path = folder / WEIGHTS
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return path
+    Each file is written atomically, weights first, so a folder with a config.json holds a
+    complete run. Returns the weights' path. Any failure raises `OutputError` with a one-line
+    message (errno ENOSPC for a full disk) and leaves neither file nor temp file behind.
+    """
+    folder = Path(folder)
+    weights = folder / WEIGHTS
+    written = False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(weights, lambda tmp: torch.save(model.state_dict(), tmp))
+        written = True
+        atomic_write_json(folder / CONFIG, {TRAIN_CONFIG: config.to_dict(), **extra})
+    except (OSError, RuntimeError) as exc:  # torch.save reports write errors as RuntimeError
+        if written:  # weights without their config.json would be a run nobody can load
+            weights.unlink(missing_ok=True)
+        if isinstance(exc, OutputError):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
+        raise OutputError(
+            code, f"cannot save the run in {folder}: {reason.strip().splitlines()[0]}"
+        ) from exc
+    return weights
 
 
 def load_model(target: str | Path, device: torch.device) -> tuple[nn.Module, TrainConfig]:
@@ -50,8 +70,10 @@ def load_model(target: str | Path, device: torch.device) -> tuple[nn.Module, Tra
         )
     try:
         raw = json.loads(config_path.read_text())
-        config = TrainConfig.from_dict(raw.get("train_config", raw))
-    except (ValueError, TypeError, AttributeError) as exc:
+        if not isinstance(raw, dict) or not isinstance(raw.get(TRAIN_CONFIG), dict):
+            raise ValueError(f"no {TRAIN_CONFIG!r} object")
+        config = TrainConfig.from_dict(raw[TRAIN_CONFIG])
+    except (ValueError, TypeError) as exc:
         raise ArtifactError(f"{config_path} is not a configuration of ours ({exc})") from None
     try:
         # weights_only: a checkpoint is data, never code to run.

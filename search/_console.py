@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training import CIFAR10_SHORT_NAMES, EpochStats, EvalResult
+from training import CIFAR10_SHORT_NAMES, DATA_ENV, EpochStats, EvalResult
 
 EPOCH_HEADER = (
     f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>8}  {'val acc':>7}  "
@@ -27,9 +27,13 @@ def format_epoch(stats: EpochStats, epochs: int | None = None) -> str:
 
 
 def format_test_report(result: EvalResult, classes: Sequence[str] = CIFAR10_SHORT_NAMES) -> str:
-    """The reference report's closing lines: overall test accuracy, then a per-class table."""
+    """The reference report's closing lines: overall test accuracy, then a per-class table.
+
+    The accuracy line says "(flip TTA)" when the model was tested with flip test-time
+    augmentation, so a number is never compared with another without knowing which it is."""
     lines = [
-        f"Accuracy of the network on the {result.count} test images: {100 * result.accuracy:.2f} %",
+        f"Accuracy of the network on the {result.count} test images: {100 * result.accuracy:.2f} %"
+        + (" (flip TTA)" if result.tta else ""),
         "",
         f"{'Class':<8}Accuracy (%)",
     ]
@@ -44,6 +48,66 @@ def fail(message: str, code: int = 2) -> None:
     """Print a one-line error to stderr and exit non-zero (no traceback)."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    return _whole_number(text, minimum=1)
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    return _whole_number(text, minimum=0)
+
+
+def _whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+    return value
+
+
+def add_data_options(
+    parser: argparse.ArgumentParser,
+    *,
+    device: bool = True,
+    train_size: bool = True,
+    val_size: bool = True,
+    no_val: bool = False,
+    train_size_default: str = "all",
+) -> None:
+    """--data, and as asked --device, --train-size and --val-size, declared alike for every command.
+
+    `no_val` lets --val-size be 0 (no validation split: the run trains on every image);
+    `train_size_default` says in the help what a missing --train-size means.
+    """
+    parser.add_argument(
+        "--data",
+        default=None,
+        help=f"CIFAR-10 folder, only read (default: ${DATA_ENV}, else ./data, "
+        "downloaded there when absent)",
+    )
+    if train_size:
+        parser.add_argument(
+            "--train-size",
+            type=positive_int,
+            default=None,
+            help="stratified subset of the training images left after the validation split "
+            f"(default: {train_size_default})",
+        )
+    if val_size:
+        parser.add_argument(
+            "--val-size",
+            type=nonnegative_int if no_val else positive_int,
+            default=5000,
+            help="stratified validation images held out of the training split"
+            + (", 0 = none" if no_val else ""),
+        )
+    if device:
+        parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
 
 
 def add_study_options(parser: argparse.ArgumentParser, *, out_alias: bool = False) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 from typing import Any
+
+from training import atomic_write
 
 
 def write_retrain_report(path: Path, metrics: dict[str, Any], title: str) -> None:
@@ -83,6 +84,5 @@ def write_retrain_report(path: Path, metrics: dict[str, Any], title: str) -> Non
         confusion.to_html(full_html=False, include_plotlyjs=False),
         "</body></html>",
     ]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, path)
+    page = "\n".join(parts)
+    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))

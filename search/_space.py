@@ -33,6 +33,28 @@ class Space:
     max_epochs: int = 30  # default search budget per trial
     train_size: int | None = None  # default training subset for search trials; None = all
 
+    def trial_config(
+        self,
+        params: dict[str, Any],
+        *,
+        epochs: int | None = None,
+        seed: int | None = None,
+        model: str | None = None,
+    ) -> TrainConfig:
+        """The run a trial's `params` stand for: `to_config(params)` with the run's length and
+        seed (None keeps the space's), on `model` instead of the space's when one is given.
+
+        A search trial, its retrain and every command that reads a trial back build its run here.
+        """
+        config = self.to_config(params)
+        changes = {
+            key: value for key, value in (("epochs", epochs), ("seed", seed)) if value is not None
+        }
+        if model and model != config.model:
+            # The space's model arguments (e.g. cnn_reg's dropout) belong to its own model.
+            changes.update(model=model, model_kwargs={})
+        return config.replace(**changes) if changes else config
+
 
 def available_spaces() -> dict[str, Space]:
     """Every `SPACE` declared by a module of the `studies` package, by name."""

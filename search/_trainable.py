@@ -1,13 +1,13 @@
 """The function Ray Tune runs for each trial: a TrainConfig from the space, one `training.train`.
 
 Every epoch is reported with `ray.tune.report`. The last epoch's report waits until the weights
-are saved, and carries `finished=True`: only such a trial is COMPLETE in the study.
+are saved, and carries `finished=True`: only such a trial is COMPLETE in the study. When the
+weights cannot be saved (a full disk), the last report carries `save_error` instead, a one-line
+reason, and no `finished`; the searcher records such a trial as FAIL without dropping its values.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +16,11 @@ from typing import Any
 import ray
 import torch
 from ray import tune
+from torch import nn
 
-from training import EpochStats, LabeledImages, train
+from training import EpochStats, LabeledImages, OutputError, TrainConfig, train
 
+from ._artifacts import save_run
 from ._space import get_space
 
 
@@ -49,14 +51,9 @@ def run_trial(
     """Train one configuration; ASHA may stop it at any report."""
     number = int(config["trial_number"])
     params = {k: v for k, v in config.items() if k != "trial_number"}
-    train_config = (
-        get_space(settings.space)
-        .to_config(params)
-        .replace(epochs=settings.max_epochs, seed=settings.seed + number)
+    train_config = get_space(settings.space).trial_config(
+        params, epochs=settings.max_epochs, seed=settings.seed + number, model=settings.model
     )
-    if settings.model and settings.model != train_config.model:
-        # The space's model arguments (e.g. cnn_reg's dropout) belong to its own model.
-        train_config = train_config.replace(model=settings.model, model_kwargs={})
     torch.set_num_threads(max(1, settings.cpus_per_trial))
     use_cuda = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
     device = torch.device("cuda" if use_cuda else "cpu")
@@ -83,18 +80,30 @@ def run_trial(
             held.append(metrics)
 
     result = train(train_config, train_set, val_set, device=device, on_epoch_end=on_epoch_end)
+    final = {
+        **held[-1],
+        "wall_time": round(time.perf_counter() - start, 3),
+        "device": device_name,
+    }
     folder = trial_dir(settings.output_dir, number)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / "weights.pt"
-    torch.save(result.model.state_dict(), weights.with_suffix(".tmp"))
-    os.replace(weights.with_suffix(".tmp"), weights)
-    (folder / "config.json").write_text(json.dumps(train_config.to_dict(), indent=2) + "\n")
-    tune.report(
-        {
-            **held[-1],
-            "finished": True,
-            "checkpoint_path": str(weights),
-            "wall_time": round(time.perf_counter() - start, 3),
-            "device": device_name,
-        }
-    )
+    tune.report(final_report(final, folder, result.model, train_config, number, params))
+
+
+def final_report(
+    metrics: dict[str, Any],
+    folder: Path,
+    model: nn.Module,
+    config: TrainConfig,
+    number: int,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """The trial's last report: `metrics` after saving the run in `folder`.
+
+    Saved: with `finished=True` and `checkpoint_path`. Not saved (a full disk, an unwritable
+    folder): with `save_error`, one line saying why, so the trial's values still reach the study.
+    """
+    try:
+        weights = save_run(folder, model, config, trial=number, params=params)
+    except OutputError as exc:
+        return {**metrics, "save_error": str(exc)}
+    return {**metrics, "finished": True, "checkpoint_path": str(weights)}

@@ -10,6 +10,8 @@ import argparse
 import ipaddress
 import socket
 import sys
+from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
 from ._study import (
@@ -74,12 +76,38 @@ def dashboard_url(host: str, port: int, study_id: int | None = None) -> str:
     return f"http://{shown}:{port}{path}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    study, storage, url = open_study_from_args(args)
+def bind(storage: Any, host: str, port: int) -> WSGIServer:
+    """optuna-dashboard serving `storage` on a server already listening on `host:port`.
+
+    Bound before anything is printed, so a taken port or an address not on this machine fails
+    in one line, with no "open ..." line claiming a dashboard that never listened.
+    """
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     import optuna_dashboard
 
+    class Handler(WSGIRequestHandler):
+        def address_string(self) -> str:  # the client's address, without a reverse DNS lookup
+            return self.client_address[0]
+
+    server_class = WSGIServer
+    if ":" in host:  # an IPv6 literal; wsgiref's server is IPv4 unless told
+
+        class server_class(WSGIServer):  # noqa: N801
+            address_family = socket.AF_INET6
+
+    return make_server(
+        host.strip("[]"), port, optuna_dashboard.wsgi(storage), server_class, Handler
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    study, storage, url = open_study_from_args(args)
+    try:
+        server = bind(storage, args.host, args.port)
+    except OSError as exc:  # port taken, address not on this machine, no permission
+        fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     if not is_loopback(args.host):
         print(
             f"warning: the dashboard has no authentication; listening on {args.host} lets "
@@ -91,11 +119,11 @@ def main(argv: list[str] | None = None) -> None:
         f"open {dashboard_url(args.host, args.port, study._study_id)}  (Ctrl-C stops)", flush=True
     )
     try:
-        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
-    except OSError as exc:  # port taken, address not on this machine, no permission
-        fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":

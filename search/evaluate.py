@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training import DATA_ENV, DataError, evaluate, load_cifar10, resolve_device
+from training import DataError, evaluate, load_cifar10, resolve_device
 
 from ._artifacts import ArtifactError, load_model
-from ._console import HelpFormatter, fail, format_test_report
+from ._console import HelpFormatter, add_data_options, fail, format_test_report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,10 +19,7 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("target", type=Path, help="retrain folder or weights file")
-    parser.add_argument(
-        "--data", default=None, help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data)"
-    )
-    parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    add_data_options(parser, train_size=False, val_size=False)
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
@@ -31,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ArtifactError, DataError, ValueError) as exc:
         fail(str(exc))
     print(f"model: {config.model} from {args.target}")
-    print(format_test_report(evaluate(model, test, device=device)))
+    print(format_test_report(evaluate(model, test, device=device, tta=config.tta)))
 
 
 if __name__ == "__main__":

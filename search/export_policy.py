@@ -8,7 +8,6 @@ merged the best 5 policies of 5 sub-policies each).
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
@@ -29,7 +28,7 @@ def merge_sub_policies(study, count: int) -> tuple[list, list[int]]:
     complete.sort(key=lambda t: t.value, reverse=True)
     merged, seen, used = [], set(), []
     for trial in complete:
-        policy = space.to_config(trial.params).policy
+        policy = space.trial_config(trial.params).policy
         if not isinstance(policy, tuple):
             raise StudyError(
                 f"study {study.study_name!r} (space {space.name!r}) does not search policies; "
@@ -76,10 +75,12 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     from augment import Policy, save_policy
+    from training import atomic_write
 
-    tmp = args.output.with_name(args.output.name + ".tmp")
-    save_policy(Policy(tuple(merged)), tmp)
-    os.replace(tmp, args.output)
+    try:
+        atomic_write(args.output, lambda tmp: save_policy(Policy(tuple(merged)), tmp))
+    except OSError as exc:
+        fail(f"cannot write {args.output}: {exc.strerror or exc}")
     print(
         f"wrote {len(merged)} sub-policies from trials "
         + ", ".join(f"#{n}" for n in used)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from training import atomic_write
 
 from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
 from ._figures import Section, study_figures
@@ -216,18 +216,10 @@ def report_html(study: Any, storage_url: str) -> str:
     )
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, then rename it."""
+def write_report(path: Path, page: str) -> None:
+    """Write `page` to `path` atomically (a reader never sees half a report), making its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -240,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     page = report_html(study, url)
     path = (args.output or args.studies_dir / args.study / REPORT_NAME).resolve()
     try:
-        write_atomic(path, page)
+        write_report(path, page)
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror or exc}")
     print(path)

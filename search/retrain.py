@@ -19,9 +19,10 @@ from pathlib import Path
 
 from training import (
     CIFAR10_SHORT_NAMES,
-    DATA_ENV,
     DataError,
     NonFiniteLossError,
+    atomic_write_json,
+    check_output_dir,
     evaluate,
     load_cifar10,
     resolve_device,
@@ -29,10 +30,11 @@ from training import (
     train_val_split,
 )
 
-from ._artifacts import CONFIG, save_weights, write_json
+from ._artifacts import save_run
 from ._console import (
     EPOCH_HEADER,
     HelpFormatter,
+    add_data_options,
     add_study_options,
     fail,
     format_epoch,
@@ -85,19 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on all 50,000 training images (the validation split joins)",
     )
     parser.add_argument(
-        "--train-size",
-        type=int,
-        default=None,
-        help="stratified subset of the training images, for quick checks (default: all)",
-    )
-    parser.add_argument(
         "--patience",
         type=int,
         default=None,
         help="early stopping on validation loss (default: off)",
-    )
-    parser.add_argument(
-        "--data", default=None, help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data)"
     )
     parser.add_argument(
         "--out",
@@ -110,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the last interrupted retrain of this study (or --out)",
     )
-    parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    add_data_options(parser, val_size=False, train_size_default="all, for quick checks")
     return parser
 
 
@@ -127,20 +120,23 @@ def main(argv: list[str] | None = None) -> None:
             if args.seed is not None
             else (int(study.user_attrs.get("seed", 0)) + trial.number)
         )
-        config = space.to_config(trial.params).replace(
+        config = space.trial_config(
+            trial.params,
             epochs=args.epochs or space.full_epochs,
             seed=seed,
+            model=study.user_attrs.get("model_override"),
+        ).replace(
             **({"policy": args.policy} if args.policy else {}),
             **({"patience": args.patience} if args.patience else {}),
         )
-        model = study.user_attrs.get("model_override")
-        if model and model != config.model:
-            config = config.replace(model=model, model_kwargs={})
         if config.policy:
             from training import resolve_policy
 
             resolve_policy(config.policy)  # a bad policy file fails here, before any output
+        if config.patience and args.full_train:
+            raise ValueError("--patience needs the validation split; drop --full-train")
         device = resolve_device(args.device)
+        out = _output_folder(args, study.study_name)
         data = load_cifar10(args.data, "train")
         test = load_cifar10(args.data, "test")
         val_size = int(study.user_attrs.get("val_size", 5000))
@@ -150,22 +146,10 @@ def main(argv: list[str] | None = None) -> None:
             val_set = None
         else:
             train_set, val_set = train_val_split(data, val_size, split_seed, args.train_size)
-        if config.patience and val_set is None:
-            raise ValueError("--patience needs the validation split; drop --full-train")
-        out = _output_folder(args, study.study_name)
     except (StudyError, DataError, ValueError, OSError) as exc:
         fail(str(exc))
 
     out.mkdir(parents=True, exist_ok=True)
-    record = {
-        "study": study.study_name,
-        "trial": trial.number,
-        "storage": redact(url),
-        "search_val_accuracy": trial.value,
-        "params": trial.params,
-        "train_config": config.to_dict(),
-    }
-    write_json(out / CONFIG, record)
     milestones = config.milestone_epochs() if config.schedule == "multistep" else "-"
     print(
         f"retraining trial #{trial.number} of study {study.study_name!r} "
@@ -204,14 +188,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\ninterrupted; continue with the same command plus --resume (state in {out})")
         raise SystemExit(130) from None
     wall = time.perf_counter() - started
-    tested = evaluate(result.model, test, device=device)
+    tested = evaluate(result.model, test, device=device, tta=config.tta)
     print(format_test_report(tested))
 
-    save_weights(result.model, out)
     vals = [s for s in result.history if s.val_accuracy is not None]
     metrics = {
         "test_accuracy": tested.accuracy,
         "test_loss": tested.loss,
+        "test_tta": tested.tta,
         "per_class_accuracy": dict(
             zip(CIFAR10_SHORT_NAMES, tested.per_class_accuracy, strict=True)
         ),
@@ -235,12 +219,27 @@ def main(argv: list[str] | None = None) -> None:
         "project_version": project_version(),
         "history": [vars(s) for s in result.history],
     }
-    write_json(out / "metrics.json", metrics)
     from ._retrain_figures import write_retrain_report
 
-    write_retrain_report(
-        out / "report.html", metrics, title=f"{study.study_name} trial #{trial.number} retrained"
-    )
+    try:
+        save_run(
+            out,
+            result.model,
+            config,
+            study=study.study_name,
+            trial=trial.number,
+            storage=redact(url),
+            search_val_accuracy=trial.value,
+            params=trial.params,
+        )
+        atomic_write_json(out / "metrics.json", metrics)
+        write_retrain_report(
+            out / "report.html",
+            metrics,
+            title=f"{study.study_name} trial #{trial.number} retrained",
+        )
+    except OSError as exc:  # a full disk at the very end: say so; the training state stays
+        fail(f"{exc}; the last epoch's training state stays in {out / STATE}", code=1)
     (out / STATE).unlink(missing_ok=True)
     summary = {
         "trial": trial.number,
@@ -292,10 +291,13 @@ def _output_folder(args: argparse.Namespace, study: str) -> Path:
             raise ValueError(f"no interrupted retrain of study {study!r} under {base} to resume")
         return candidates[-1]
     if args.out is not None:
+        # Checked before the data loads and the training starts: a place that cannot be
+        # written fails now, in one line, rather than after hours of training.
+        check_output_dir(args.out, "--out")
         if args.out.exists() and any(args.out.iterdir()):
             raise ValueError(f"output folder {args.out} is not empty; choose another --out")
         return args.out
-    return base / time.strftime("retrain-%Y%m%d-%H%M%S")
+    return check_output_dir(base, "--studies-dir") / time.strftime("retrain-%Y%m%d-%H%M%S")
 
 
 def _pct(value: float | None) -> str:

@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 from training import (
-    DATA_ENV,
     REPORT_RECIPE,
     DataError,
     NonFiniteLossError,
+    OutputError,
     TrainConfig,
+    build_model,
+    check_output_dir,
     evaluate,
     load_cifar10,
     resolve_device,
@@ -26,7 +28,15 @@ from training import (
     train_val_split,
 )
 
-from ._console import EPOCH_HEADER, HelpFormatter, fail, format_epoch, format_test_report
+from ._artifacts import save_run
+from ._console import (
+    EPOCH_HEADER,
+    HelpFormatter,
+    add_data_options,
+    fail,
+    format_epoch,
+    format_test_report,
+)
 
 RECIPES = {"default": TrainConfig(), "report": REPORT_RECIPE}
 
@@ -43,12 +53,15 @@ def floats(text: str) -> tuple[float, ...]:
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
     """The options of one training run; every default shown is TrainConfig's."""
+    # The names come from training's tables, so a new optimizer or schedule is offered here too.
+    from training import OPTIMIZERS, PRECISIONS, SCHEDULES
+
     d = TrainConfig()
     g = parser.add_argument_group("training (defaults: TrainConfig, or the --recipe)")
     g.add_argument("--model", help=f"model name from the registry (default: {d.model})")
     g.add_argument("--epochs", type=int, help=f"epochs to train (default: {d.epochs})")
     g.add_argument("--batch-size", type=int, help=f"batch size (default: {d.batch_size})")
-    g.add_argument("--optimizer", choices=["adam", "sgd"], help=f"default: {d.optimizer}")
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"default: {d.optimizer}")
     g.add_argument("--lr", type=float, help=f"initial learning rate (default: {d.lr})")
     g.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
     g.add_argument(
@@ -59,8 +72,18 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
     g.add_argument(
         "--schedule",
-        choices=["multistep", "cosine", "constant"],
-        help=f"learning-rate schedule (default: {d.schedule})",
+        choices=list(SCHEDULES),
+        help="learning-rate schedule, per batch after any warmup: multistep = x gamma at each "
+        "milestone epoch; cosine = half a cosine down to 0 at the end; constant; onecycle = "
+        "the warmup as its rise, then linear down to 0 at the end (needs --warmup) "
+        f"(default: {d.schedule})",
+    )
+    g.add_argument(
+        "--warmup",
+        type=float,
+        metavar="FRACTION",
+        help="linear learning-rate warmup over this fraction of the run's steps, per batch, "
+        f"for every schedule, e.g. 0.1; 0 = none (default: {d.warmup})",
     )
     g.add_argument(
         "--milestones",
@@ -108,6 +131,18 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help=f"torch.compile the model (default: {d.compile})",
     )
+    g.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        help="flip test-time augmentation in validation: the mean of the logits of each image "
+        f"and its mirror (default: {d.tta})",
+    )
+    g.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        help="autocast: auto = bf16 on CUDA, fp32 on CPU; bf16 on CPU needs native bf16 "
+        f"(AVX512-BF16 or AMX) (default: {d.precision})",
+    )
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
@@ -136,24 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "recipe (cnn_reg, Adam 1e-3, batch 32, 125 epochs, LR x0.5 at epochs "
         "75 and 100, crop+flip+rotation 15)",
     )
-    parser.add_argument(
-        "--data",
-        default=None,
-        help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data, downloaded when absent)",
-    )
-    parser.add_argument(
-        "--val-size",
-        type=int,
-        default=5000,
-        help="stratified validation images carved from the training split",
-    )
-    parser.add_argument(
-        "--train-size",
-        type=int,
-        default=None,
-        help="stratified subset of the remaining training images (default: all)",
-    )
-    parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    add_data_options(parser, no_val=True)
     parser.add_argument(
         "--no-test", action="store_true", help="skip the final test-split evaluation"
     )
@@ -169,11 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # Everything that can be wrong is checked before anything is printed or trained: the whole
+    # configuration (model included), the device, the output folder, then the data.
     try:
         config = config_from_args(args, RECIPES[args.recipe])
         resolve_policy(config.policy)  # a bad policy file fails here, before any training
+        _check_model(config)
         device = resolve_device(args.device)
+        save = check_output_dir(args.save, "--save") if args.save is not None else None
         data = load_cifar10(args.data, "train")
+        test = None if args.no_test else load_cifar10(args.data, "test")
         train_set, val_set = train_val_split(data, args.val_size, config.seed, args.train_size)
         if args.val_size == 0:
             val_set = None
@@ -184,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         f"device: {device}"
     )
     print(f"config: {json.dumps(config.to_dict())}")
+    if config.tta and val_set is not None:
+        print("validation and test: flip TTA (mean logits of each image and its mirror)")
     print(EPOCH_HEADER, flush=True)
     try:
         result = train(
@@ -201,16 +226,29 @@ def main(argv: list[str] | None = None) -> None:
         f"best epoch {result.best_epoch}, wall time {result.wall_time:.1f} s"
         + (" (stopped early)" if result.stopped_early else "")
     )
-    if args.save is not None:
-        import torch
-
-        args.save.mkdir(parents=True, exist_ok=True)
-        torch.save(result.model.state_dict(), args.save / "weights.pt")
-        (args.save / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    if not args.no_test:
-        test = load_cifar10(args.data, "test")
-        print(format_test_report(evaluate(result.model, test, device=device)))
+    not_saved = None
+    if save is not None:
+        try:
+            save_run(save, result.model, config)
+        except OutputError as exc:  # a disk that filled up while training: still test the model
+            not_saved = exc
+    if test is not None:
+        print(format_test_report(evaluate(result.model, test, device=device, tta=config.tta)))
     sys.stdout.flush()
+    if not_saved is not None:
+        fail(f"{not_saved}; the model was not saved", code=1)
+
+
+def _check_model(config: TrainConfig) -> None:
+    """Raise ValueError when `config` names no model, or arguments the model does not take."""
+    import torch
+
+    try:
+        build_model(config, torch.device("cpu"))
+    except TypeError as exc:  # a keyword the model's builder does not take
+        raise ValueError(
+            f"invalid model_kwargs={config.model_kwargs!r} for model {config.model!r} ({exc})"
+        ) from None
 
 
 if __name__ == "__main__":

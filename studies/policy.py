@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from augment import OP_NAMES
+from augment import MAGNITUDE_BINS, OP_NAMES
 from search import Space
 from training import TrainConfig
 
 SUB_POLICIES = 5
 STEPS = 2
-# AutoAugment discretised probabilities into 11 values and magnitudes into 10 bins.
+# AutoAugment discretised probabilities into 11 values (and magnitudes into augment's bins).
 PROBABILITY_BINS = 11
-MAGNITUDE_BINS = 10
 
 
 def suggest(trial: Any) -> None:

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from search import dashboard as dashboard_cli
 
@@ -103,18 +104,69 @@ def test_missing_database_exits_2_and_creates_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+class _NoServer:
+    """Stands in for the bound server: serving returns at once."""
+
+    def serve_forever(self) -> None:
+        pass
+
+    def server_close(self) -> None:
+        pass
+
+
 @pytest.fixture
 def served(monkeypatch):
-    """Replaces optuna_dashboard.run_server; the dict records what it was asked to serve."""
-    import optuna_dashboard
-
+    """Replaces the dashboard's `bind`; the dict records what it was asked to serve."""
     calls: dict = {}
-    monkeypatch.setattr(
-        optuna_dashboard,
-        "run_server",
-        lambda storage, host, port: calls.update(storage=storage, host=host, port=port),
-    )
+
+    def bind(storage, host, port):
+        calls.update(storage=storage, host=host, port=port)
+        return _NoServer()
+
+    monkeypatch.setattr(dashboard_cli, "bind", bind)
     return calls
+
+
+def test_taken_port_fails_before_printing_anything(tmp_path, capsys):
+    """A port already in use: one error line, and no line claiming the dashboard is up."""
+    import socket
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'tiny.db'}"
+    optuna.create_study(study_name="tiny", storage=url)
+    capsys.readouterr()  # Optuna's own log line
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exited:
+            dashboard_cli.main(["--study", "tiny", "--storage", url, "--port", str(port)])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+
+
+def test_serves_the_study_once_bound(tmp_path):
+    """The real server that `bind` returns answers the dashboard's API for the study."""
+    import threading
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'tiny.db'}"
+    study = optuna.create_study(study_name="tiny", storage=url)
+    server = dashboard_cli.bind(optuna.storages.RDBStorage(url), "127.0.0.1", free_port())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        summaries = get_json(f"http://127.0.0.1:{server.server_port}/api/studies")
+        assert [s["study_name"] for s in summaries["study_summaries"]] == [study.study_name]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.slow

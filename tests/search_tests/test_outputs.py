@@ -1,0 +1,315 @@
+"""What the commands write: checked before the work starts, one writer and one schema for a run's
+weights and configuration, and a trial whose weights cannot be written reported, not lost.
+
+Unwritable places are real: a read-only tmpfs mount and a full one (root only; skipped with the
+reason elsewhere), and a path under a file.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import json
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from search import _trainable, get_space
+from search import retrain as retrain_cli
+from search import train as train_cli
+from search._artifacts import ArtifactError, load_model, save_run
+from training import OutputError, TrainConfig, build_model
+
+QUICK = ["--epochs", "1", "--train-size", "500", "--val-size", "500", "--no-test"]
+
+
+def mount_tmpfs(folder: Path, *options: str) -> None:
+    """A 1 MiB tmpfs at `folder` (with `options`, e.g. "ro"); skips the test where it cannot."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(["size=1m", *options]), "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+
+
+def unmount(folder: Path) -> None:
+    """Unmount `folder`, after closing files a failed writer may still hold open there."""
+    gc.collect()
+    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+@pytest.fixture
+def read_only(tmp_path) -> Path:
+    """A read-only folder (a read-only mount: unwritable even for root)."""
+    folder = tmp_path / "ro"
+    mount_tmpfs(folder, "ro")
+    try:
+        yield folder
+    finally:
+        unmount(folder)
+
+
+@pytest.fixture
+def full_disk(tmp_path) -> Path:
+    """A folder on a disk with no space left: a 1 MiB tmpfs filled by one file."""
+    folder = tmp_path / "full"
+    mount_tmpfs(folder)
+    try:
+        with open(folder / "filler", "wb") as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        yield folder
+    finally:
+        unmount(folder)
+
+
+@pytest.fixture(params=["read-only", "under a file"])
+def unwritable(request, tmp_path) -> tuple[Path, Path, str]:
+    """(the output folder to name, the place to check for leftovers, what the error says)."""
+    if request.param == "under a file":
+        (tmp_path / "a_file").write_text("x")
+        return tmp_path / "a_file" / "run", tmp_path, "is a file"
+    folder = request.getfixturevalue("read_only")
+    return folder / "run", folder, "is not writable"
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def one_error(capsys) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == "", "nothing is printed (or trained) before the error"
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    return lines[0]
+
+
+# --- search.train -------------------------------------------------------------------------------
+
+
+def test_train_save_checked_before_training(unwritable, data_root, capsys):
+    """Issue 11 item 1: an unwritable --save fails at once, in one line, before any training."""
+    save, place, says = unwritable
+    before = files_under(place)
+    with pytest.raises(SystemExit) as exited:
+        train_cli.main([*QUICK, "--data", str(data_root), "--save", str(save)])
+    assert exited.value.code == 2
+    line = one_error(capsys)
+    assert line.startswith(f"error: --save {save} ") and says in line, line
+    assert files_under(place) == before
+
+
+def test_train_unknown_model_fails_before_printing(data_root, capsys):
+    """Issue 11 item 9: the whole configuration is checked before data or config lines."""
+    with pytest.raises(SystemExit) as exited:
+        train_cli.main([*QUICK, "--data", str(data_root), "--model", "nope"])
+    assert exited.value.code == 2
+    assert one_error(capsys).startswith("error: unknown model 'nope'; expected one of: cnn_basic")
+
+
+def test_train_model_arguments_checked_before_printing(data_root, capsys):
+    """cnn_basic takes no dropout: said before anything is printed or trained."""
+    with pytest.raises(SystemExit) as exited:
+        train_cli.main(
+            [*QUICK, "--data", str(data_root), "--model", "cnn_basic", "--dropout", "0.1"]
+        )
+    assert exited.value.code == 2
+    assert one_error(capsys).startswith("error: invalid model_kwargs={'dropout': (0.1,)}")
+
+
+def test_train_val_size_zero_allowed_and_negative_refused(capsys):
+    """--val-size 0 (no validation split) stays a train option; below 0 is refused by argparse."""
+    parser = train_cli.build_parser()
+    assert parser.parse_args(["--val-size", "0"]).val_size == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--val-size", "-1"])
+    assert "argument --val-size: expected a whole number >= 0, got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--train-size", "0"])
+    assert "argument --train-size: expected a whole number >= 1, got 0" in capsys.readouterr().err
+
+
+def test_train_save_writes_one_run_that_loads(tmp_path, data_root, capsys):
+    save = tmp_path / "saved"
+    train_cli.main([*QUICK, "--data", str(data_root), "--save", str(save), "--model", "cnn_basic"])
+    assert sorted(p.name for p in save.iterdir()) == ["config.json", "weights.pt"]
+    raw = json.loads((save / "config.json").read_text())
+    assert raw["train_config"]["model"] == "cnn_basic" and raw["train_config"]["epochs"] == 1
+    model, config = load_model(save, torch.device("cpu"))
+    assert config == TrainConfig.from_dict(raw["train_config"])
+    saved = torch.load(save / "weights.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+# --- search.retrain -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_trial_study(tmp_path) -> str:
+    """A study of the cnn_reg space holding one COMPLETE trial; its storage URL."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    study.set_user_attr("space", "cnn_reg")
+    study.set_user_attr("val_size", 500)
+    trial = study.ask()
+    get_space("cnn_reg").suggest(trial)
+    study.tell(trial, 0.5)
+    return url
+
+
+def test_retrain_out_checked_before_training(one_trial_study, unwritable, data_root, capsys):
+    """Issue 11 item 7: an unwritable --out, or one under a file, fails in one line, at once."""
+    out, place, says = unwritable
+    before = files_under(place)
+    with pytest.raises(SystemExit) as exited:
+        retrain_cli.main(
+            [
+                "--study",
+                "s",
+                "--storage",
+                one_trial_study,
+                "--epochs",
+                "1",
+                "--train-size",
+                "500",
+                "--data",
+                str(data_root),
+                "--out",
+                str(out),
+            ]
+        )
+    assert exited.value.code == 2
+    line = one_error(capsys)
+    assert line.startswith(f"error: --out {out.absolute()} ") and says in line, line
+    assert files_under(place) == before
+    assert "retrain" not in optuna.load_study(study_name="s", storage=one_trial_study).user_attrs
+
+
+# --- one writer, one schema, one reader ---------------------------------------------------------
+
+
+def test_save_run_and_load_model_round_trip(tmp_path):
+    config = TrainConfig(model="cnn_basic", epochs=3, seed=4)
+    model = build_model(config, torch.device("cpu"))
+    weights = save_run(tmp_path / "run", model, config, trial=7, params={"lr": 0.1})
+    assert weights == tmp_path / "run" / "weights.pt"
+    raw = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert raw == {"train_config": config.to_dict(), "trial": 7, "params": {"lr": 0.1}}
+    loaded, loaded_config = load_model(tmp_path / "run", torch.device("cpu"))
+    assert loaded_config == config
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "weights.pt"]
+
+
+def test_load_model_wants_the_schema(tmp_path):
+    config = TrainConfig(model="cnn_basic")
+    save_run(tmp_path, build_model(config, torch.device("cpu")), config)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))  # no "train_config"
+    with pytest.raises(ArtifactError, match="is not a configuration of ours .*'train_config'"):
+        load_model(tmp_path, torch.device("cpu"))
+
+
+def test_save_run_on_a_full_disk_leaves_nothing(full_disk):
+    config = TrainConfig(model="cnn_basic")
+    folder = full_disk / "trials" / "00003"
+    with pytest.raises(OutputError) as raised:
+        save_run(folder, build_model(config, torch.device("cpu")), config)
+    assert raised.value.errno == errno.ENOSPC
+    assert str(raised.value) == f"disk full: no space left on device writing {folder}/weights.pt"
+    assert [p for p in files_under(full_disk) if p != "filler" and (full_disk / p).is_file()] == []
+
+
+def test_save_run_into_an_unwritable_place(unwritable):
+    folder, place, _ = unwritable
+    config = TrainConfig(model="cnn_basic")
+    before = files_under(place)
+    with pytest.raises(OutputError, match=f"cannot save the run in {folder}: "):
+        save_run(folder, build_model(config, torch.device("cpu")), config)
+    assert files_under(place) == before
+
+
+# --- the trainable's last report (issue 11 item 4, the trial side) -----------------------------
+
+
+def test_trial_that_cannot_save_reports_why_and_keeps_its_values(full_disk):
+    """A trial whose weights do not fit: its last report keeps every value and says why, without
+    `finished`, so the searcher records it FAIL "not saved" rather than losing it."""
+    config = TrainConfig(model="cnn_basic", epochs=2)
+    model = build_model(config, torch.device("cpu"))
+    metrics = {"val_accuracy": 0.42, "val_loss": 1.5, "trial_number": 3, "wall_time": 9.0}
+    folder = _trainable.trial_dir(full_disk, 3)
+    report = _trainable.final_report(metrics, folder, model, config, 3, {"lr": 0.1})
+    assert report == {
+        **metrics,
+        "save_error": f"disk full: no space left on device writing {folder}/weights.pt",
+    }
+    assert [p for p in files_under(full_disk) if (full_disk / p).is_file()] == ["filler"]
+
+
+def test_trial_that_saves_reports_finished(tmp_path):
+    config = TrainConfig(model="cnn_basic", epochs=2)
+    model = build_model(config, torch.device("cpu"))
+    folder = _trainable.trial_dir(tmp_path, 5)
+    report = _trainable.final_report({"val_accuracy": 0.5}, folder, model, config, 5, {"a": 1})
+    assert report == {
+        "val_accuracy": 0.5,
+        "finished": True,
+        "checkpoint_path": str(folder / "weights.pt"),
+    }
+    raw = json.loads((folder / "config.json").read_text())
+    assert raw["trial"] == 5 and raw["params"] == {"a": 1}
+    assert load_model(folder, torch.device("cpu"))[1] == config
+
+
+@pytest.mark.slow
+def test_trial_on_a_full_disk_under_real_tune(full_disk, tmp_path, monkeypatch):
+    """`run_trial` under a real (local) Ray Tune with its trial folders on a full disk: the
+    trial ends normally, its last result carries the values and `save_error`, not `finished`,
+    and no temp file is left. (The searcher's FAIL "not saved" is tested with the searcher.)"""
+    import ray
+    from ray import tune
+
+    from training import LabeledImages
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "0")
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    data = LabeledImages(images, torch.arange(64) % 10)
+    trial = optuna.create_study().ask()
+    get_space("cnn_reg").suggest(trial)
+    settings = _trainable.TrialSettings(
+        space="cnn_reg", max_epochs=1, seed=0, output_dir=str(full_disk), cpus_per_trial=1
+    )
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        results = tune.Tuner(
+            tune.with_parameters(
+                _trainable.run_trial, settings=settings, train_set=data, val_set=data
+            ),
+            param_space={**trial.params, "trial_number": 2},
+            run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="full", verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+    assert not results.errors
+    last = results[0].metrics
+    assert "finished" not in last and "checkpoint_path" not in last
+    folder = _trainable.trial_dir(full_disk, 2)
+    assert last["save_error"] == f"disk full: no space left on device writing {folder}/weights.pt"
+    assert 0 <= last["val_accuracy"] <= 1 and last["trial_number"] == 2
+    assert [p for p in files_under(full_disk) if (full_disk / p).is_file()] == ["filler"]
