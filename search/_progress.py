@@ -1,64 +1,25 @@
-"""A live view of a search in the terminal, through a Ray Tune callback, plus error capture."""
+"""A live view of a search in the terminal, through a Ray Tune callback.
+
+It only prints: how each trial ended is decided and recorded by the searcher
+(`TruthfulOptunaSearch.outcome`), error texts reach it through `TrialErrorRecorder`.
+"""
 
 from __future__ import annotations
 
-import re
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from ._searcher import METRIC, TruthfulOptunaSearch
-
-# The last line of a Python traceback: "SomeError: message".
-_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt)[\w]*)(:.*)?$")
-_PID = re.compile(r"^\s*pid: (\d+)\s*$", re.MULTILINE)
-
-
-def error_summary(text: str) -> str:
-    """The exception line of a Ray error report (the last 'XError: ...' line), else its tail."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if _ERROR_LINE.match(line) and not line.startswith(("ray.exceptions.", "Failure #")):
-            return line[:500]
-    for line in reversed(lines):
-        if _ERROR_LINE.match(line):
-            return line[:500]
-    return (lines[-1] if lines else "the trial failed without a message")[:500]
-
-
-def trial_error_message(trial: Trial) -> str:
-    """Why a trial errored, in one line: the exception line, or that its worker process died."""
-    text = ""
-    if trial.error_file and Path(trial.error_file).exists():
-        text = Path(trial.error_file).read_text(errors="replace")
-    error = None
-    if trial.pickled_error_file and Path(trial.pickled_error_file).exists():
-        try:
-            from ray import cloudpickle
-
-            error = cloudpickle.loads(Path(trial.pickled_error_file).read_bytes())
-        except Exception:  # an unreadable pickle still leaves the text
-            pass
-    from ray.exceptions import RayActorError
-
-    if isinstance(error, RayActorError):
-        # Ray's text for this names no exception and runs to a paragraph of possible causes.
-        pid = _PID.search(text)
-        return (
-            f"worker died: the Ray worker process running the trial"
-            f"{f' (pid {pid.group(1)})' if pid else ''} ended unexpectedly (killed, out of "
-            f"memory or crashed; {type(error).__name__})"
-        )
-    return error_summary(text)
+from ._study import RERUN_REASONS
 
 
 class SearchProgress(Callback):
     """Prints one line per trial event with running counts and the best result so far;
-    with `verbose`, one line per epoch too. Feeds trial errors to the searcher."""
+    with `verbose`, one line per epoch too."""
 
     def __init__(
         self,
@@ -79,14 +40,14 @@ class SearchProgress(Callback):
         self.running = 0
 
     def _number(self, trial: Trial) -> str:
-        ot_trial = self.searcher._ot_trials.get(trial.trial_id)
-        return f"#{ot_trial.number}" if ot_trial is not None else trial.trial_id
+        number = self.searcher.number(trial.trial_id)
+        return f"#{number}" if number is not None else trial.trial_id
 
     def _best(self) -> str:
         try:
             best = self.searcher.study.best_trial
             return f"best {100 * best.value:.2f}% (#{best.number})"
-        except ValueError:
+        except Exception:  # no complete trial, or the database cannot be read right now
             return "no complete trial yet"
 
     def _say(self, message: str) -> None:
@@ -97,6 +58,16 @@ class SearchProgress(Callback):
             file=self.stream,
             flush=True,
         )
+
+    def _ended(self, trial: Trial) -> None:
+        self.running = max(0, self.running - 1)
+        outcome = self.searcher.outcome(trial.trial_id)
+        if outcome is None:  # the searcher never asked for it
+            self._say(f"trial {self._number(trial)} ended")
+            return
+        if outcome.reason is None or not outcome.reason.startswith(RERUN_REASONS):
+            self.done += 1  # counts towards --trials
+        self._say(f"trial {self._number(trial)} {outcome.describe()}")
 
     def on_trial_start(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         self.running += 1
@@ -112,23 +83,7 @@ class SearchProgress(Callback):
             )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
-        self.running = max(0, self.running - 1)
-        self.done += 1
-        result = trial.last_result or {}
-        epochs = result.get("training_iteration", 0)
-        value = result.get(METRIC)
-        shown = f"val {100 * value:.2f}%" if value is not None else "no result"
-        if result.get("finished"):
-            state = "COMPLETE"
-        elif trial.trial_id in self.searcher._scheduler.pruned_trial_ids:
-            state = "PRUNED"
-        else:
-            state = "FAIL (interrupted)"
-        self._say(f"trial {self._number(trial)} {state} after {epochs} epochs, {shown}")
+        self._ended(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
-        self.running = max(0, self.running - 1)
-        self.done += 1
-        message = trial_error_message(trial)
-        self.searcher.record_error(trial.trial_id, message)
-        self._say(f"trial {self._number(trial)} FAIL: {message}")
+        self._ended(trial)

@@ -2,34 +2,56 @@
 
 Stock `OptunaSearch` (Ray 2.60) tells Optuna COMPLETE for a trial that ASHA stopped early, with
 its last short-budget value, which TPE then ranks against full-budget results; it also never
-records the final epoch's intermediate value, and a failed trial carries no reason. Here:
+records the final epoch's intermediate value, a failed trial carries no reason, and a database
+error while telling a result loses it. Here:
 - ASHA's stop decisions are recorded by `PruningASHA`; such trials are told PRUNED;
-- a trial is COMPLETE only when its trainable reported `finished`;
+- a trial is COMPLETE only when its trainable reported `finished` (its weights are saved);
+- a trial that trained but could not save its weights (`save_error`, a full disk) is FAIL
+  "not saved: ..." with all its values; it does not count towards --trials, and no new trial is
+  asked for after it (the next ones would fail the same way);
 - any other end (Ctrl+C, driver shutdown) is FAIL with the reason, so the sampler learns nothing
-  false; errors are FAIL with the error text, recorded before the trial is told;
+  false; errors are FAIL with the error text (`TrialErrorRecorder` brings it);
+- every write to the study is retried while the database fails; a COMPLETE that still cannot be
+  recorded is said loudly (trial, value, weights path) and kept in `unrecorded`;
 - with a `target`, no trial is asked for once the study holds that many finished or live trials,
   so several drivers sharing one study stop at --trials together.
+All these decisions are made by `decide`; what was decided for a trial is `outcome(trial_id)`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
 
 import optuna
+from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from ._study import count_claimed
+from ._study import (
+    INTERRUPTED_REASON,
+    NOT_SAVED_REASON,
+    RETRY_DELAYS,
+    count_claimed,
+    is_storage_error,
+    storage_error_line,
+    write_with_retries,
+)
 
 logger = logging.getLogger(__name__)
 
 TrialState = optuna.trial.TrialState
 METRIC = "val_accuracy"
 EPOCH = "training_iteration"
+SAVE_ERROR = "save_error"  # the trainable's last report carries it when saving failed
 
 
 class PruningASHA(ASHAScheduler):
@@ -41,17 +63,68 @@ class PruningASHA(ASHAScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and not result.get("finished"):
+        if decision == TrialScheduler.STOP and not _ran_to_the_end(result):
             self.pruned_trial_ids.add(trial.trial_id)
         return decision
+
+
+def _ran_to_the_end(result: dict | None) -> bool:
+    """Whether the trainable's last report came: saved (`finished`) or not (`save_error`)."""
+    return bool(result) and bool(result.get("finished") or result.get(SAVE_ERROR))
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended, as decided and recorded by the searcher."""
+
+    number: int
+    state: TrialState
+    epochs: int  # epochs it reported
+    value: float | None  # its last validation accuracy, when it reported one
+    reason: str | None = None  # why it failed (its `fail_reason`)
+    checkpoint_path: str | None = None
+    recorded: bool = True  # False: the study database could not be told
+
+    def describe(self) -> str:
+        """`COMPLETE after 3 epochs, val 41.20%`, `FAIL (interrupted) after 1 epochs, ...`, or
+        for an error `FAIL: <message>`: a progress line's account of the trial."""
+        if self.state == TrialState.FAIL and not str(self.reason).startswith(
+            (INTERRUPTED_REASON, NOT_SAVED_REASON)
+        ):
+            text = f"FAIL: {self.reason}"
+        else:
+            shown = f"val {100 * self.value:.2f}%" if self.value is not None else "no result"
+            state = self.state.name
+            if self.state == TrialState.FAIL:
+                state = (
+                    f"FAIL ({self.reason})"
+                    if self.reason.startswith(NOT_SAVED_REASON)
+                    else "FAIL (interrupted)"
+                )
+            text = f"{state} after {self.epochs} epochs, {shown}"
+        return text if self.recorded else text + " [NOT RECORDED in the study]"
+
+
+def decide(result: dict | None, pruned: bool, stopping: bool) -> tuple[TrialState, str | None]:
+    """A trial's final state and fail reason from its last result (None: it never reported),
+    whether ASHA stopped it early, and whether the search was stopped with Ctrl+C."""
+    if result and result.get("finished"):
+        return TrialState.COMPLETE, None
+    if result and result.get(SAVE_ERROR):
+        return TrialState.FAIL, f"{NOT_SAVED_REASON}: {result[SAVE_ERROR]}"
+    if pruned:
+        return TrialState.PRUNED, None
+    why = "the search was stopped (Ctrl+C)" if stopping else "the search ended"
+    return TrialState.FAIL, f"{INTERRUPTED_REASON}: {why} before it finished"
 
 
 class TruthfulOptunaSearch(OptunaSearch):
     """`OptunaSearch` whose study holds true trial states, all intermediate values and reasons.
 
-    `trial_attrs` are set as user attributes on every trial it asks for (e.g. the run id).
-    `target` is the study's --trials: once the study holds that many (see `count_claimed`), the
-    search asks for no more, whichever driver ran them.
+    `trial_attrs` are set as user attributes on every trial it asks for (e.g. the run id and the
+    sampler seed). `target` is the study's --trials: once the study holds that many (see
+    `count_claimed`), the search asks for no more, whichever driver ran them. Database writes
+    are tried again after each of `retry_delays` seconds; `stream` gets the loud warnings.
     """
 
     def __init__(
@@ -60,30 +133,63 @@ class TruthfulOptunaSearch(OptunaSearch):
         scheduler: PruningASHA,
         trial_attrs: dict[str, Any] | None = None,
         target: int | None = None,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        stream: TextIO | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._scheduler = scheduler
         self._trial_attrs = dict(trial_attrs or {})
         self._target = target
+        self._retry_delays = tuple(retry_delays)
+        self._stream = stream
         self._reported_steps: dict[str, set[int]] = {}
         self._pending_errors: dict[str, dict | None] = {}
+        self._outcomes: dict[str, TrialOutcome] = {}
         self.stopping = False  # set by the driver on Ctrl+C: unfinished trials are interrupted
+        self.save_error: tuple[int, str] | None = None  # the first trial that could not save
+        self.storage_error: str | None = None  # the database failed even after the retries
+        self.unrecorded: list[TrialOutcome] = []  # COMPLETE trials the study could not be told
 
     @property
     def study(self) -> optuna.Study:
         return self._ot_study
 
+    # -- what the driver and the progress printer read ----------------------------------------
+
+    def number(self, trial_id: str) -> int | None:
+        """The Optuna number of Tune trial `trial_id`, once asked for."""
+        ot_trial = self._ot_trials.get(trial_id)
+        return ot_trial.number if ot_trial is not None else None
+
+    def outcome(self, trial_id: str) -> TrialOutcome | None:
+        """How trial `trial_id` ended, once the searcher decided it."""
+        return self._outcomes.get(trial_id)
+
+    def outcomes(self) -> list[TrialOutcome]:
+        """Every trial this searcher ended, in the order it ended them."""
+        return list(self._outcomes.values())
+
+    # -- Tune's searcher interface --------------------------------------------------------------
+
     def suggest(self, trial_id: str) -> dict | str | None:
+        if self.save_error or self.storage_error:
+            return Searcher.FINISHED  # the next trials would fail the same way
         if self._target is not None and self._target_reached():
             return Searcher.FINISHED
-        config = super().suggest(trial_id)
-        if config is None:
-            return None
-        ot_trial = self._ot_trials[trial_id]
-        for key, value in self._trial_attrs.items():
-            ot_trial.set_user_attr(key, value)
-        ot_trial.set_user_attr("ray_trial_id", trial_id)
+        try:
+            config = super().suggest(trial_id)
+            if config is None:
+                return None
+            ot_trial = self._ot_trials[trial_id]
+            for key, value in {**self._trial_attrs, "ray_trial_id": trial_id}.items():
+                self._write(lambda k=key, v=value: ot_trial.set_user_attr(k, v))
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            # An asked trial stays in _ot_trials: `fail_unfinished` tries to end it.
+            self._storage_failed(exc, "asking for a new trial")
+            return Searcher.FINISHED
         # The trainable needs the Optuna number: it names the trial's folder and seeds the run.
         return {**config, "trial_number": ot_trial.number}
 
@@ -95,66 +201,111 @@ class TruthfulOptunaSearch(OptunaSearch):
     ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        ot_trial = self._ot_trials[trial_id]
         if error:
             # The error text arrives through `record_error` (a Tune callback runs after this).
             self._pending_errors[trial_id] = result
             return
         if result:
             self._report(trial_id, result)
-        self._record_run(ot_trial, result)
-        if result and result.get("finished"):
-            for key in ("wall_time", "device", "checkpoint_path"):
-                if key in result:
-                    ot_trial.set_user_attr(key, result[key])
-            self._tell(trial_id, TrialState.COMPLETE, float(result[METRIC]))
-        elif trial_id in self._scheduler.pruned_trial_ids:
-            ot_trial.set_user_attr("pruned_by", "ASHA")
-            self._tell(trial_id, TrialState.PRUNED)
-        else:
-            ot_trial.set_user_attr("fail_reason", self._interrupted_reason())
-            self._tell(trial_id, TrialState.FAIL)
+        state, reason = decide(result, trial_id in self._scheduler.pruned_trial_ids, self.stopping)
+        if state == TrialState.FAIL and result and result.get(SAVE_ERROR) and not self.save_error:
+            self.save_error = (self._ot_trials[trial_id].number, str(result[SAVE_ERROR]))
+        self._finish(trial_id, state, reason, result)
 
     def record_error(self, trial_id: str, message: str) -> None:
         """Tell a trial that raised as FAIL, with `message` as its `fail_reason`."""
         if trial_id not in self._pending_errors or trial_id in self._completed_trials:
             return
         result = self._pending_errors.pop(trial_id)
-        ot_trial = self._ot_trials[trial_id]
-        ot_trial.set_user_attr("fail_reason", message)
-        self._record_run(ot_trial, result)
-        self._tell(trial_id, TrialState.FAIL)
+        self._finish(trial_id, TrialState.FAIL, message, result)
 
     def fail_unfinished(self) -> list[int]:
-        """Tell FAIL (interrupted) every trial asked for but never told; returns their numbers.
+        """Tell FAIL (interrupted) every trial asked for but never told; returns the numbers of
+        those the study really recorded.
 
         Tune stops the live trials of an interrupted run without telling the searcher, so after
         `fit` these would stay RUNNING in the study.
         """
         failed = []
-        for trial_id, ot_trial in list(self._ot_trials.items()):
+        for trial_id in list(self._ot_trials):
             if trial_id in self._completed_trials or trial_id in self._pending_errors:
                 continue
-            try:
-                ot_trial.set_user_attr("fail_reason", self._interrupted_reason())
-                steps = self._reported_steps.get(trial_id)
-                ot_trial.set_user_attr("epochs_run", max(steps) if steps else 0)
-            except Exception as exc:  # the next driver's start marks it FAIL all the same
-                logger.warning("could not record why trial %s ended: %s", trial_id, exc)
-            self._tell(trial_id, TrialState.FAIL)
-            failed.append(ot_trial.number)
+            _, reason = decide(None, pruned=False, stopping=self.stopping)
+            outcome = self._finish(trial_id, TrialState.FAIL, reason, None)
+            if outcome.recorded:
+                failed.append(outcome.number)
         return failed
 
-    def _interrupted_reason(self) -> str:
-        why = "the search was stopped (Ctrl+C)" if self.stopping else "the search ended"
-        return f"interrupted: {why} before it finished"
+    def flush_errors(self) -> None:
+        """Fail any errored trial whose message never arrived (called when the search ends)."""
+        for trial_id in list(self._pending_errors):
+            self.record_error(trial_id, "error: the trial's worker failed (no message recorded)")
 
-    @staticmethod
-    def _record_run(ot_trial: Any, result: dict | None) -> None:
-        """How far the trial got: epochs run and its cumulative training time, when reported."""
-        ot_trial.set_user_attr("epochs_run", int(result.get(EPOCH, 0)) if result else 0)
+    # -- recording ------------------------------------------------------------------------------
+
+    def _finish(
+        self, trial_id: str, state: TrialState, reason: str | None, result: dict | None
+    ) -> TrialOutcome:
+        """Record how the trial got on and tell the study its final state; never raises."""
+        ot_trial = self._ot_trials[trial_id]
+        steps = self._reported_steps.get(trial_id)
+        epochs = int(result.get(EPOCH, 0)) if result else (max(steps) if steps else 0)
+        value = _finite(result.get(METRIC)) if result else None
+        attrs: dict[str, Any] = {"epochs_run": epochs}
         if result and "trial_time" in result:
-            ot_trial.set_user_attr("trial_time", result["trial_time"])
+            attrs["trial_time"] = result["trial_time"]
+        if state == TrialState.COMPLETE:
+            attrs.update(
+                {k: result[k] for k in ("wall_time", "device", "checkpoint_path") if k in result}
+            )
+        elif state == TrialState.PRUNED:
+            attrs["pruned_by"] = "ASHA"
+        if reason:
+            attrs["fail_reason"] = reason
+        recorded = True
+        try:
+            for key, attr in attrs.items():
+                self._write(lambda k=key, v=attr: ot_trial.set_user_attr(k, v))
+            told = value if state == TrialState.COMPLETE else None
+            self._write(
+                lambda: self._ot_study.tell(ot_trial, told, state=state, skip_if_finished=True)
+            )
+        except Exception as exc:  # a failing database must not end the whole search
+            recorded = False
+            self._storage_failed(exc, f"recording trial #{ot_trial.number} as {state.name}")
+        self._completed_trials.add(trial_id)
+        outcome = TrialOutcome(
+            number=ot_trial.number,
+            state=state,
+            epochs=epochs,
+            value=value,
+            reason=reason,
+            checkpoint_path=attrs.get("checkpoint_path"),
+            recorded=recorded,
+        )
+        self._outcomes[trial_id] = outcome
+        if not recorded and state == TrialState.COMPLETE:
+            self.unrecorded.append(outcome)
+            self._say(
+                f"ERROR: trial #{outcome.number} COMPLETE (validation accuracy "
+                f"{value!r}, weights {outcome.checkpoint_path}) could NOT be recorded in the "
+                f"study: {self.storage_error}"
+            )
+        return outcome
+
+    def _write(self, write: Callable[[], Any]) -> Any:
+        """A study write, retried while the database fails (once the database has failed for
+        good, tried once: every write would otherwise wait the whole backoff)."""
+        return write_with_retries(write, () if self.storage_error else self._retry_delays)
+
+    def _storage_failed(self, exc: BaseException, doing: str) -> None:
+        line = storage_error_line(exc)
+        if self.storage_error is None:
+            self._say(f"warning: the study database failed {doing}: {line}")
+        self.storage_error = line
+
+    def _say(self, message: str) -> None:
+        print(message, file=self._stream or sys.stderr, flush=True)
 
     def _target_reached(self) -> bool:
         try:
@@ -163,29 +314,23 @@ class TruthfulOptunaSearch(OptunaSearch):
             logger.warning("could not count the study's trials: %s", exc)
             return False
 
-    def flush_errors(self) -> None:
-        """Fail any errored trial whose message never arrived (called when the search ends)."""
-        for trial_id in list(self._pending_errors):
-            self.record_error(trial_id, "error: the trial's worker failed (no message recorded)")
-
     def _report(self, trial_id: str, result: dict) -> None:
         """Record the epoch's validation accuracy once per step, the last epoch included."""
-        if METRIC not in result or EPOCH not in result:
+        if METRIC not in result or EPOCH not in result or trial_id not in self._ot_trials:
             return
         step = int(result[EPOCH])
         seen = self._reported_steps.setdefault(trial_id, set())
-        value = float(result[METRIC])
-        if step in seen or not math.isfinite(value):
+        value = _finite(result[METRIC])
+        if step in seen or value is None:
             return
         seen.add(step)
-        self._ot_trials[trial_id].report(value, step)
-
-    def _tell(self, trial_id: str, state: TrialState, value: float | None = None) -> None:
+        ot_trial = self._ot_trials[trial_id]
         try:
-            self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
-        except Exception as exc:  # a storage hiccup must not end the whole search
-            logger.warning("could not record trial %s as %s: %s", trial_id, state.name, exc)
-        self._completed_trials.add(trial_id)
+            self._write(lambda: ot_trial.report(value, step))
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            self._storage_failed(exc, f"recording epoch {step} of trial #{ot_trial.number}")
 
     # The stock save() pickles the storage object, database URL and password included, into
     # Ray's experiment folder. The study database is the record we resume from, so save nothing.
@@ -196,9 +341,74 @@ class TruthfulOptunaSearch(OptunaSearch):
         # Ray pickles the tuner (searcher included) into tuner.pkl; the storage object inside
         # would carry the database URL, password included. Nothing restores from that pickle.
         state = self.__dict__.copy()
-        for key in ("_storage", "_ot_study", "_ot_trials"):
+        for key in ("_storage", "_ot_study", "_ot_trials", "_stream"):
             state[key] = None
         return state
 
     def restore(self, checkpoint_path: str) -> None:
         raise RuntimeError("resume a search by re-running it: the study database is the record")
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# The last line of a Python traceback: "SomeError: message".
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt)[\w]*)(:.*)?$")
+_PID = re.compile(r"^\s*pid: (\d+)\s*$", re.MULTILINE)
+
+
+def error_summary(text: str) -> str:
+    """The exception line of a Ray error report (the last 'XError: ...' line), else its tail."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line) and not line.startswith(("ray.exceptions.", "Failure #")):
+            return line[:500]
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line):
+            return line[:500]
+    return (lines[-1] if lines else "the trial failed without a message")[:500]
+
+
+def trial_error_message(trial: Trial) -> str:
+    """Why a trial errored, in one line: the exception line, or that its worker process died."""
+    text = ""
+    if trial.error_file and Path(trial.error_file).exists():
+        text = Path(trial.error_file).read_text(errors="replace")
+    error = None
+    if trial.pickled_error_file and Path(trial.pickled_error_file).exists():
+        try:
+            from ray import cloudpickle
+
+            error = cloudpickle.loads(Path(trial.pickled_error_file).read_bytes())
+        except Exception:  # an unreadable pickle still leaves the text
+            pass
+    from ray.exceptions import RayActorError
+
+    if isinstance(error, RayActorError):
+        # Ray's text for this names no exception and runs to a paragraph of possible causes.
+        pid = _PID.search(text)
+        return (
+            f"worker died: the Ray worker process running the trial"
+            f"{f' (pid {pid.group(1)})' if pid else ''} ended unexpectedly (killed, out of "
+            f"memory or crashed; {type(error).__name__})"
+        )
+    return error_summary(text)
+
+
+class TrialErrorRecorder(Callback):
+    """Brings a failed trial's error text to the searcher, which records it as the reason.
+
+    Tune tells the searcher of an error before its error file is read, and only callbacks see
+    the trial; put this one before any callback that prints the outcome.
+    """
+
+    def __init__(self, searcher: TruthfulOptunaSearch) -> None:
+        self.searcher = searcher
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        self.searcher.record_error(trial.trial_id, trial_error_message(trial))

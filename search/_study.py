@@ -5,14 +5,19 @@ Every URL shown to a person or written to a file goes through `redact` first.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shlex
 import socket
+import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 STORAGE_ENV = "SEARCH_STORAGE"
 STUDIES_DIR = Path("studies")
@@ -21,6 +26,13 @@ HEARTBEAT_INTERVAL = 20.0
 STALE_AFTER = 90.0
 RUN_ATTR_PREFIX = "run:"
 INTERRUPTED_REASON = "interrupted"
+# A trial that trained but whose weights could not be written (a full disk).
+NOT_SAVED_REASON = "not saved"
+# FAIL trials with these reasons do not count towards --trials: a re-run runs them again.
+RERUN_REASONS = (INTERRUPTED_REASON, NOT_SAVED_REASON)
+# Seconds between the tries of a study database write: about 7 s in all before giving up.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+T = TypeVar("T")
 
 
 class StudyError(ValueError):
@@ -168,7 +180,52 @@ def new_run_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def record_heartbeat(study: Any, run_id: str, status: str = "running") -> None:
+def sampler_seed(seed: int, run_id: str) -> int:
+    """The seed of one driver's sampler: the study's --seed mixed with the driver's run id.
+
+    Drivers sharing a study (or a re-run) draw different configurations, while the validation
+    split and each trial's training seed stay the study's.
+    """
+    digest = hashlib.sha256(f"{seed}:{run_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether `exc` is the database failing (a lost connection, a full disk, a lock), which a
+    retry may get past, rather than a mistake in the request."""
+    import optuna
+    import sqlalchemy.exc
+
+    return isinstance(
+        exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError, OSError)
+    )
+
+
+def write_with_retries(write: Callable[[], T], delays: Sequence[float] = RETRY_DELAYS) -> T:
+    """`write()`, tried again after each of `delays` seconds while the database fails.
+
+    The last storage error propagates; any other error at once.
+    """
+    for delay in delays:
+        try:
+            return write()
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            time.sleep(delay)
+    return write()
+
+
+def storage_error_line(exc: BaseException) -> str:
+    """A database error in one line: the driver's message, not SQLAlchemy's paragraph."""
+    cause = exc
+    while cause.__cause__ is not None and not getattr(cause, "orig", None):
+        cause = cause.__cause__
+    text = str(getattr(cause, "orig", None) or cause).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def record_heartbeat(study: Any, run_id: str, status: str = "running", **extra: Any) -> None:
     """Mark this driver alive (or finished) in the study, for other drivers to see."""
     study.set_user_attr(
         RUN_ATTR_PREFIX + run_id,
@@ -177,8 +234,92 @@ def record_heartbeat(study: Any, run_id: str, status: str = "running") -> None:
             "heartbeat": time.time(),
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            **extra,
         },
     )
+
+
+class Heartbeat:
+    """While entered, refreshes this driver's heartbeat every `interval` seconds; on exit records
+    it finished.
+
+    A beat that fails is retried; when beats fail for longer than `warn_after` seconds (half of
+    STALE_AFTER), a warning goes to `stream` (once, until a beat succeeds again): other drivers
+    may soon take this one for dead and fail its live trials.
+    """
+
+    def __init__(
+        self,
+        study: Any,
+        run_id: str,
+        *,
+        interval: float = HEARTBEAT_INTERVAL,
+        delays: Sequence[float] = RETRY_DELAYS,
+        warn_after: float = STALE_AFTER / 2,
+        stream: TextIO | None = None,
+        **extra: Any,
+    ) -> None:
+        self.warn_after = warn_after
+        self.study = study
+        self.run_id = run_id
+        self.interval = interval
+        self.delays = delays
+        self.stream = stream
+        self.extra = extra
+        self.failing_since: float | None = None
+        self.warned = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        write_with_retries(self._write, self.delays)  # a database that fails now fails the start
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + sum(self.delays) + 5)
+        try:
+            write_with_retries(lambda: self._write("finished"), self.delays)
+        except Exception as exc:
+            self._say(
+                f"warning: could not record driver {self.run_id} as finished in the study "
+                f"({storage_error_line(exc)}); other drivers take it for dead after "
+                f"{STALE_AFTER:.0f} s"
+            )
+
+    def beat(self) -> bool:
+        """One beat, retried; False (after warning when it has gone on too long) if it failed."""
+        try:
+            write_with_retries(self._write, self.delays)
+        except Exception as exc:
+            now = time.monotonic()
+            if self.failing_since is None:
+                self.failing_since = now
+            if not self.warned and now - self.failing_since >= self.warn_after:
+                self.warned = True
+                self._say(
+                    f"warning: this driver's heartbeat could not be written for "
+                    f"{now - self.failing_since:.0f} s ({storage_error_line(exc)}); other "
+                    f"drivers sharing the study may mark its running trials FAIL after "
+                    f"{STALE_AFTER:.0f} s"
+                )
+            return False
+        self.failing_since = None
+        self.warned = False
+        return True
+
+    def _write(self, status: str = "running") -> None:
+        record_heartbeat(self.study, self.run_id, status, **self.extra)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def _say(self, message: str) -> None:
+        print(message, file=self.stream or sys.stderr, flush=True)
 
 
 def _run_alive(run: dict[str, Any] | None, now: float) -> bool:
@@ -196,12 +337,20 @@ def _run_alive(run: dict[str, Any] | None, now: float) -> bool:
     return now - float(run.get("heartbeat", 0)) < STALE_AFTER
 
 
-def fail_interrupted_trials(study: Any, own_run_id: str | None = None) -> list[int]:
-    """Mark FAIL every RUNNING trial whose driver is gone, with the reason; returns their numbers.
+@dataclass(frozen=True)
+class RunningTrials:
+    """The study's RUNNING trials sorted by whether the driver that runs them is alive."""
+
+    live: list[Any]  # FrozenTrials of live drivers (this one included)
+    orphaned: list[Any]  # FrozenTrials whose driver is gone
+    dead_runs: dict[str, dict[str, Any]]  # heartbeat entries still "running" of gone drivers
+
+
+def running_trials(study: Any, own_run_id: str | None = None) -> RunningTrials:
+    """The one liveness scan: which RUNNING trials have a live driver.
 
     A driver is gone when it recorded itself finished, its process is gone (same host), or its
-    heartbeat is older than STALE_AFTER seconds. Trials of live drivers (another process or
-    machine sharing the study) are left alone.
+    heartbeat is older than STALE_AFTER seconds. `own_run_id` (the caller) counts as alive.
     """
     import optuna
 
@@ -211,37 +360,63 @@ def fail_interrupted_trials(study: Any, own_run_id: str | None = None) -> list[i
         if key.startswith(RUN_ATTR_PREFIX)
     }
     now = time.time()
-    failed = []
+    live, orphaned = [], []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         run_id = trial.user_attrs.get("run_id")
-        if run_id != own_run_id and _run_alive(runs.get(run_id) if run_id else None, now):
-            continue
-        storage = study._storage
+        alive = run_id is not None and (run_id == own_run_id or _run_alive(runs.get(run_id), now))
+        (live if alive else orphaned).append(trial)
+    dead_runs = {
+        run_id: run
+        for run_id, run in runs.items()
+        if run_id != own_run_id and run.get("status") == "running" and not _run_alive(run, now)
+    }
+    return RunningTrials(live, orphaned, dead_runs)
+
+
+def fail_interrupted_trials(study: Any, own_run_id: str | None = None) -> list[int]:
+    """Mark FAIL every RUNNING trial whose driver is gone, with the reason and the epochs it
+    reported; mark such drivers "dead" in their heartbeat. Returns the trials' numbers.
+
+    Trials of live drivers (another process or machine sharing the study) are left alone.
+    """
+    import optuna
+
+    scan = running_trials(study, own_run_id)
+    storage = study._storage
+    failed = []
+    for trial in scan.orphaned:
+        run_id = trial.user_attrs.get("run_id")
         storage.set_trial_user_attr(
             trial._trial_id,
             "fail_reason",
             f"{INTERRUPTED_REASON}: the search driver ({run_id or 'unknown'}) stopped before "
             "this trial finished",
         )
+        storage.set_trial_user_attr(
+            trial._trial_id, "epochs_run", max(trial.intermediate_values, default=0)
+        )
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         failed.append(trial.number)
+    for run_id, run in scan.dead_runs.items():
+        study.set_user_attr(RUN_ATTR_PREFIX + run_id, {**run, "status": "dead"})
     return failed
 
 
-def count_finished(study: Any) -> int:
-    """Trials that count towards --trials: COMPLETE, PRUNED, and FAIL other than interrupted."""
+def counts_toward_target(trial: Any) -> bool:
+    """Whether `trial` counts towards --trials: COMPLETE, PRUNED, and FAIL other than
+    interrupted or not saved (those run again on a re-run)."""
     import optuna
 
     states = optuna.trial.TrialState
-    count = 0
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state in (states.COMPLETE, states.PRUNED):
-            count += 1
-        elif trial.state == states.FAIL and not str(
-            trial.user_attrs.get("fail_reason", "")
-        ).startswith(INTERRUPTED_REASON):
-            count += 1
-    return count
+    if trial.state in (states.COMPLETE, states.PRUNED):
+        return True
+    reason = str(trial.user_attrs.get("fail_reason", ""))
+    return trial.state == states.FAIL and not reason.startswith(RERUN_REASONS)
+
+
+def count_finished(study: Any) -> int:
+    """Trials that count towards --trials (see `counts_toward_target`)."""
+    return sum(counts_toward_target(t) for t in study.get_trials(deepcopy=False))
 
 
 def count_claimed(study: Any, own_run_id: str | None = None) -> int:
@@ -250,17 +425,4 @@ def count_claimed(study: Any, own_run_id: str | None = None) -> int:
     Drivers sharing a study stop asking for trials once this reaches --trials, so the study ends
     with the target rather than the target per driver.
     """
-    import optuna
-
-    runs = {
-        key[len(RUN_ATTR_PREFIX) :]: value
-        for key, value in study.user_attrs.items()
-        if key.startswith(RUN_ATTR_PREFIX)
-    }
-    now = time.time()
-    running = 0
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        run_id = trial.user_attrs.get("run_id")
-        if run_id == own_run_id or _run_alive(runs.get(run_id) if run_id else None, now):
-            running += 1
-    return count_finished(study) + running
+    return count_finished(study) + len(running_trials(study, own_run_id).live)

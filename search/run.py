@@ -5,11 +5,17 @@ suggests each configuration, ASHA stops weak trials, and the study database reco
 Re-running the same command continues the same study; several drivers may share one study
 (e.g. on a PostgreSQL server) and stop together at --trials. Ctrl+C stops a search cleanly (exit
 130): its unfinished trials are recorded as FAIL (interrupted) and a re-run continues.
+
+A continued study keeps the settings it was made with (split, seed, epochs, model, data): an
+option left out takes the recorded value, a different one is refused. A local Ray listens on
+127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
 import json
 import logging
 import math
@@ -19,13 +25,22 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from training import DATA_ENV, DataError, load_cifar10, train_val_split
+from training import (
+    DataError,
+    LabeledImages,
+    OutputError,
+    check_output_dir,
+    load_cifar10,
+    train_val_split,
+)
 
-from ._console import HelpFormatter, fail
+from ._console import HelpFormatter, add_data_options, fail, positive_int
 from ._samplers import SAMPLERS
-from ._space import available_spaces, get_space
+from ._space import Space, available_spaces, get_space
 from ._study import (
     STORAGE_ENV,
     STUDIES_DIR,
@@ -34,25 +49,23 @@ from ._study import (
     count_finished,
     default_storage_url,
     fail_interrupted_trials,
+    is_storage_error,
     new_run_id,
     open_storage,
     redact,
+    storage_error_line,
 )
 from ._version import project_version
 
 # The exit status of a search stopped with Ctrl+C, as shells report a process ended by SIGINT.
 INTERRUPTED_EXIT = 130
 CONTINUE_HINT = "run the same command again to continue the study"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
+# Defaults of the options a continued study takes from its record when they are left out.
+DEFAULT_VAL_SIZE = 5000
+DEFAULT_SEED = 0
+DEFAULT_SAMPLER = "tpe"
+# Ray's switch for a node address of 127.0.0.1 (see _start_ray).
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-epochs",
         type=positive_int,
         default=None,
-        help="epochs of a trial that ASHA never stops (default: the space's)",
+        help="epochs of a trial that ASHA never stops (default: the study's, else the space's)",
     )
     parser.add_argument(
         "--grace-period",
@@ -100,9 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default=None,
         help="replace the space's model, e.g. the child model of a policy "
-        "search (default: the space's)",
+        "search (default: the study's, else the space's)",
     )
-    parser.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler")
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=None,
+        help=f"Optuna sampler (default: the study's, else {DEFAULT_SAMPLER})",
+    )
     parser.add_argument(
         "--gpus-per-trial",
         type=float,
@@ -116,27 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="CPU cores per trial (default: 1 on CPU; cores/trials per GPU on GPU)",
     )
-    parser.add_argument(
-        "--data", default=None, help=f"CIFAR-10 location (default: ${DATA_ENV}, else ./data)"
-    )
-    parser.add_argument(
-        "--train-size",
-        type=positive_int,
-        default=None,
-        help="stratified subset of the training images for each trial "
-        "(default: the space's, else all but the validation split)",
+    add_data_options(
+        parser,
+        device=False,
+        val_size=False,  # declared below: its default is the continued study's
+        train_size_default="the study's, else the space's, else all",
     )
     parser.add_argument(
         "--val-size",
         type=positive_int,
-        default=5000,
-        help="stratified validation images held out of the training split",
+        default=None,
+        help="stratified validation images held out of the training split "
+        f"(default: the study's, else {DEFAULT_VAL_SIZE})",
     )
     parser.add_argument(
         "--seed",
         type=int,
-        default=0,
-        help="fixes the split, the sampler and each trial's seed (seed+number)",
+        default=None,
+        help="fixes the split and each trial's seed (seed+number); each driver's sampler "
+        f"seed mixes it with the driver's run id (default: the study's, else {DEFAULT_SEED})",
     )
     parser.add_argument(
         "--address", default=None, help="Ray cluster address to join (default: start a local Ray)"
@@ -144,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--studies-dir",
         "--out",
-        dest="out",
+        dest="studies_dir",
         type=Path,
         default=STUDIES_DIR,
         help="folder for study databases and outputs",
@@ -161,6 +177,127 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(INTERRUPTED_EXIT) from None
 
 
+@dataclass(frozen=True)
+class StudySettings:
+    """What decides how a study's trials are scored: every driver of one study uses the same."""
+
+    max_epochs: int
+    train_size: int | None  # None: all the training images left after the validation split
+    val_size: int
+    seed: int  # the split's seed; trial n trains with seed + n
+    model: str | None  # replaces the space's model; None: the space's own
+    sampler: str
+
+
+class SettingsConflict(ValueError):
+    """An option that contradicts what the study being continued was made with."""
+
+
+# (option, study attribute, StudySettings field): a continued study takes the recorded value of
+# an option not given; a different value given is refused, since the study's trials would no
+# longer be comparable. The sampler may change: it only chooses what to try next.
+_RECORDED = (
+    ("--max-epochs", "max_epochs", "max_epochs"),
+    ("--train-size", "train_size", "train_size"),
+    ("--val-size", "val_size", "val_size"),
+    ("--seed", "seed", "seed"),
+    ("--model", "model_override", "model"),
+)
+
+
+def resolve_settings(
+    args: argparse.Namespace, space: Space, study_name: str, recorded: dict[str, Any]
+) -> StudySettings:
+    """The study's settings: given options, else what the study recorded, else the defaults.
+
+    Raises SettingsConflict naming the option, the recorded value and `--study NEW_NAME` when
+    a given option differs from what the continued study recorded.
+    """
+    defaults = {
+        "max_epochs": space.max_epochs,
+        "train_size": space.train_size,
+        "val_size": DEFAULT_VAL_SIZE,
+        "seed": DEFAULT_SEED,
+        "model": None,
+    }
+    values: dict[str, Any] = {}
+    for option, key, field in _RECORDED:
+        given = getattr(args, field)
+        if key not in recorded:
+            values[field] = given if given is not None else defaults[field]
+        elif given is None or given == recorded[key]:
+            values[field] = recorded[key]
+        else:
+            was = recorded[key]
+            shown = {None: "the space's own model" if field == "model" else "all"}.get(was, was)
+            raise SettingsConflict(
+                f"study {study_name!r} was made with {option} {shown}, not {given}; leave "
+                f"{option} out to continue it, or pass --study NEW_NAME for a new study"
+            )
+    sampler = args.sampler or recorded.get("sampler") or DEFAULT_SAMPLER
+    return StudySettings(sampler=sampler, **values)
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How a search uses its Ray cluster."""
+
+    concurrent: int  # trials at once
+    cpus_per_trial: int
+    gpus_per_trial: float
+
+
+def plan_search(
+    *,
+    cluster_cpus: int,
+    cluster_gpus: float,
+    remaining: int,
+    gpus_per_trial: float | None = None,
+    cpus_per_trial: int | None = None,
+) -> SearchPlan:
+    """The resources of each trial and how many run at once, for a cluster of `cluster_cpus`
+    CPUs and `cluster_gpus` GPUs and `remaining` trials to run.
+
+    Without --gpus-per-trial a trial takes a quarter of a GPU when there is one, else none; on
+    GPUs the CPUs are shared out among the trials that fit. Raises ValueError for a GPU share on
+    a cluster without GPUs.
+    """
+    if gpus_per_trial is None:
+        gpus_per_trial = 0.25 if cluster_gpus else 0.0
+    if gpus_per_trial > 0 and cluster_gpus == 0:
+        raise ValueError(
+            f"--gpus-per-trial {gpus_per_trial} asks for a GPU but the Ray cluster has none; "
+            "use --gpus-per-trial 0"
+        )
+    if gpus_per_trial > 0:
+        # 1e-9: 1 / 0.1 is 9.999...; a share that divides the GPUs evenly fits that many times.
+        concurrent = max(1, int(cluster_gpus / gpus_per_trial + 1e-9))
+        cpus_per_trial = cpus_per_trial or max(1, cluster_cpus // concurrent)
+    else:
+        cpus_per_trial = cpus_per_trial or 1
+        concurrent = max(1, cluster_cpus // cpus_per_trial)
+    return SearchPlan(min(concurrent, max(remaining, 1)), cpus_per_trial, gpus_per_trial)
+
+
+def _check_local_gpus(gpus_per_trial: float | None) -> None:
+    """Refuse a GPU share this machine cannot give, before the data is read and Ray started."""
+    if not gpus_per_trial:
+        return
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        fail(
+            f"--gpus-per-trial {gpus_per_trial} asks for a GPU but the Ray cluster has none; "
+            "use --gpus-per-trial 0"
+        )
+    if gpus_per_trial > count:
+        fail(
+            f"--gpus-per-trial {gpus_per_trial} asks for more GPUs than this machine has "
+            f"({count}); expected at most {count}"
+        )
+
+
 def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     try:
@@ -168,13 +305,6 @@ def _main(argv: list[str] | None) -> None:
     except ValueError as exc:
         fail(str(exc))
     study_name = args.study or space.name
-    max_epochs = args.max_epochs or space.max_epochs
-    train_size = args.train_size or space.train_size
-    if args.grace_period > max_epochs:
-        fail(
-            f"--grace-period {args.grace_period} exceeds --max-epochs {max_epochs}; "
-            "expected grace period <= max epochs"
-        )
     if args.reduction_factor < 2:
         fail(f"--reduction-factor {args.reduction_factor} is too small; expected >= 2")
     if args.gpus_per_trial is not None and not (
@@ -188,22 +318,57 @@ def _main(argv: list[str] | None) -> None:
             fail(f"unknown model {args.model!r}; expected one of: {', '.join(list_models())}")
     if args.address:
         _check_ray_address(args.address)
-    out_dir = args.out.resolve()
-    url = args.storage or os.environ.get(STORAGE_ENV) or default_storage_url(study_name, out_dir)
+    else:
+        _check_local_gpus(args.gpus_per_trial)
+    # Every place the search writes is checked before anything is read or started.
+    try:
+        studies_dir = check_output_dir(args.studies_dir, "--studies-dir")
+    except OutputError as exc:
+        fail(str(exc))
+    url = (
+        args.storage or os.environ.get(STORAGE_ENV) or default_storage_url(study_name, studies_dir)
+    )
+    _check_sqlite_writable(url, "--storage" if args.storage else "--studies-dir")
 
-    # Everything that can be wrong with the input is checked before the study is touched, the
-    # data first: opening a SQLite storage creates its file.
+    # A continued study's recorded settings decide the split, so they are read before the data.
+    # Opening an existing database creates nothing; a new SQLite file waits until the data is
+    # known good.
+    new_paths = _new_sqlite_paths(url)
+    storage = None
+    recorded: dict[str, Any] = {}
+    if not new_paths:
+        storage = _open_or_fail(url, [])
+        recorded = _recorded_attrs(storage, study_name, url)
+    if recorded.get("space") and recorded["space"] != space.name:
+        fail(
+            f"study {study_name!r} was created with space {recorded['space']!r}, not "
+            f"{space.name!r}; pass --study NEW_NAME for a new study"
+        )
+    try:
+        settings = resolve_settings(args, space, study_name, recorded)
+    except SettingsConflict as exc:
+        fail(str(exc))
+    if args.grace_period > settings.max_epochs:
+        fail(
+            f"--grace-period {args.grace_period} exceeds --max-epochs {settings.max_epochs}; "
+            "expected grace period <= max epochs"
+        )
     try:
         data = load_cifar10(args.data, "train")
-        train_set, val_set = train_val_split(data, args.val_size, args.seed, train_size)
+        train_set, val_set = train_val_split(
+            data, settings.val_size, settings.seed, settings.train_size
+        )
     except (DataError, ValueError) as exc:
         fail(str(exc))
-    new_paths = _new_sqlite_paths(url)
-    try:
-        storage = open_storage(url)
-    except StudyError as exc:
-        _remove_paths(new_paths)
-        fail(str(exc))
+    fingerprint = split_fingerprint(val_set)
+    if recorded.get("val_fingerprint", fingerprint) != fingerprint:
+        fail(
+            f"study {study_name!r} was made with other data ({recorded.get('data_source')}): "
+            f"its validation split differs from the one drawn from {data.source}; pass --data "
+            "with the study's data to continue it, or --study NEW_NAME for a new study"
+        )
+    if storage is None:
+        storage = _open_or_fail(url, new_paths)
 
     import optuna
 
@@ -212,16 +377,23 @@ def _main(argv: list[str] | None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_is_new = not study_exists(storage, study_name)
     try:
-        study = _open_study(
-            storage, study_name, space.name, data.source, args, max_epochs, train_size
-        )
-        interrupted = fail_interrupted_trials(study)
+        try:
+            study = _open_study(storage, study_name, space.name, settings, data.source, fingerprint)
+            interrupted = fail_interrupted_trials(study)
+            already = count_finished(study)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            fail(
+                f"cannot write to the study database {redact(url)}: {storage_error_line(exc)}; "
+                "free space there (or reach the server) and run the same command again",
+                code=1,
+            )
         if interrupted:
             print(
                 f"marked {len(interrupted)} trial(s) left RUNNING by an interrupted run as "
                 "FAIL: " + ", ".join(f"#{n}" for n in interrupted)
             )
-        already = count_finished(study)
         remaining = args.trials - already
         print(
             f"study {study_name!r} in {redact(url)}: {already} trial(s) done, "
@@ -229,30 +401,85 @@ def _main(argv: list[str] | None) -> None:
             f"{len(val_set)} images from {data.source}",
             flush=True,
         )
-        stopped = False
+        outcome = SearchOutcome()
         if remaining > 0:
-            stopped = _run_search(
-                args,
-                space,
-                study,
-                storage,
-                study_name,
-                url,
-                out_dir,
-                max_epochs,
-                train_set,
-                val_set,
-                already,
-                remaining,
+            outcome = _run_search(
+                SearchJob(
+                    args=args,
+                    space=space,
+                    settings=settings,
+                    study=study,
+                    storage=storage,
+                    study_name=study_name,
+                    output_dir=studies_dir / study_name,
+                    train_set=train_set,
+                    val_set=val_set,
+                    already=already,
+                    remaining=remaining,
+                )
             )
     except (SystemExit, KeyboardInterrupt):
         # A command that ends before its first trial leaves no empty study or file behind.
         if study_is_new:
             _discard_unused_study(storage, study_name, new_paths)
         raise
-    _print_summary(study_name, url, args, stopped)
-    if stopped:
+    _print_summary(study_name, url, args, studies_dir, outcome)
+    if outcome.stopped:
         raise SystemExit(INTERRUPTED_EXIT)
+    if outcome.error:
+        fail(outcome.error, code=1)
+
+
+def split_fingerprint(val_set: LabeledImages) -> str:
+    """A short hash of the validation images and labels: equal exactly when trials are scored
+    on the same images."""
+    digest = hashlib.sha256(val_set.labels.numpy().tobytes())
+    digest.update(val_set.images.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _open_or_fail(url: str, new_paths: list[Path]) -> Any:
+    try:
+        return open_storage(url)
+    except StudyError as exc:
+        _remove_paths(new_paths)
+        fail(str(exc))
+
+
+def _recorded_attrs(storage: Any, study_name: str, url: str) -> dict[str, Any]:
+    """The user attributes of the study being continued; {} for a new one."""
+    import optuna
+
+    from ._study import study_exists
+
+    try:
+        if not study_exists(storage, study_name):
+            return {}
+        return dict(optuna.load_study(study_name=study_name, storage=storage).user_attrs)
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        fail(f"cannot read the study database {redact(url)}: {storage_error_line(exc)}")
+
+
+def _check_sqlite_writable(url: str, option: str) -> None:
+    """An existing SQLite database must be writable, with its folder (SQLite writes its journal
+    beside it); a new one's folder is checked like any output folder."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return  # open_storage names a malformed URL
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    path = Path(parsed.database).absolute()
+    try:
+        check_output_dir(path.parent, option)
+    except OutputError as exc:
+        fail(str(exc))
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        fail(f"{option}: the study database {path} is not writable; expected a writable file")
 
 
 def _check_ray_address(address: str) -> None:
@@ -332,44 +559,34 @@ def _discard_unused_study(storage, study_name: str, new_paths: list[Path]) -> No
         pass
 
 
-def _open_study(storage, study_name, space_name, source, args, max_epochs, train_size):
-    """Load the study, or create it; record how it was made; refuse a different space."""
+def _open_study(
+    storage: Any,
+    study_name: str,
+    space_name: str,
+    settings: StudySettings,
+    source: str,
+    fingerprint: str,
+) -> Any:
+    """Load the study, or create it; record how it was made (a continued study keeps what it
+    was first made with: only missing keys are filled)."""
     import optuna
 
-    from ._study import study_exists
-
-    if study_exists(storage, study_name):
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        recorded = study.user_attrs.get("space")
-        if recorded and recorded != space_name:
-            fail(
-                f"study {study_name!r} was created with space {recorded!r}, not "
-                f"{space_name!r}; pass --study NEW_NAME for a new study"
-            )
-        model = study.user_attrs.get("model_override")
-        if args.model and model != args.model:
-            was = model or "the space's own model"
-            fail(
-                f"study {study_name!r} was created with {was}, not --model {args.model}; "
-                "pass --study NEW_NAME for a new study"
-            )
-    else:
-        # Another driver sharing the storage may create it at the same moment.
-        study = optuna.create_study(
-            study_name=study_name, storage=storage, direction="maximize", load_if_exists=True
-        )
-    # What a continued study was first made with stays recorded; only missing keys are filled.
+    # Another driver sharing the storage may create it at the same moment.
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, direction="maximize", load_if_exists=True
+    )
     for key, value in {
         "space": space_name,
         "data_source": str(source),
+        "val_fingerprint": fingerprint,
         "project_version": project_version(),
         "metric": "val_accuracy",
-        "max_epochs": max_epochs,
-        "val_size": args.val_size,
-        "train_size": train_size,
-        "seed": args.seed,
-        "sampler": args.sampler,
-        "model_override": args.model,
+        "max_epochs": settings.max_epochs,
+        "val_size": settings.val_size,
+        "train_size": settings.train_size,
+        "seed": settings.seed,
+        "sampler": settings.sampler,
+        "model_override": settings.model,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }.items():
         if key not in study.user_attrs:
@@ -388,175 +605,284 @@ class _HideTuneResumeAdvice(logging.Filter):
         )
 
 
-def _run_search(
-    args,
-    space,
-    study,
-    storage,
-    study_name,
-    url,
-    out_dir,
-    max_epochs,
-    train_set,
-    val_set,
-    already,
-    remaining,
-) -> bool:
-    """Run up to `remaining` trials; True when Ctrl+C stopped the search."""
+@dataclass(frozen=True)
+class SearchJob:
+    """Everything one driver's search needs, checked and loaded."""
+
+    args: argparse.Namespace
+    space: Space
+    settings: StudySettings
+    study: Any  # the optuna.Study, already created
+    storage: Any
+    study_name: str
+    output_dir: Path  # absolute: <studies-dir>/<study>
+    train_set: LabeledImages
+    val_set: LabeledImages
+    already: int  # trials the study holds that count towards --trials
+    remaining: int  # trials to run
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """How a driver's search ended."""
+
+    stopped: bool = False  # Ctrl+C
+    error: str | None = None  # why it ended early and what to do (the command then exits 1)
+    unrecorded: tuple = ()  # TrialOutcomes of COMPLETE trials the study could not be told
+
+
+class CtrlC:
+    """While entered, notes a Ctrl+C; `stopped` says afterwards whether one came.
+
+    Tune handles Ctrl+C itself: its handler stops the trials, ends `fit` normally and puts back
+    the handler it found. Ours is that handler, so finding it in place after `fit` means a
+    Ctrl+C came; a second Ctrl+C (or one Tune does not catch) reaches it and raises.
+    """
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self._seen = threading.Event()
+        self._previous: Any = None
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self._seen.set()
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
+        self.stopped = self._seen.is_set() or (
+            tune_catches and signal.getsignal(signal.SIGINT) == self._on_sigint
+        )
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _start_ray(address: str | None, verbose: bool) -> None:
+    """Join the cluster at `address`, or start a local Ray that listens on loopback only."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address:
+        import ray
+
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose)
+        return
+    # Ray binds its servers (GCS, raylet, workers, driver) to every interface unless the node's
+    # address is loopback, and ray.init turns a given 127.0.0.1 into the machine's address.
+    # This switch (read by ray._private.services.get_node_ip_address) makes the local node's
+    # address 127.0.0.1, so nothing a search starts can be reached from another machine.
+    os.environ[LOCAL_ONLY_ENV] = "0"
+    import ray
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before the line above
+    ray.init(include_dashboard=False, log_to_driver=verbose, logging_level="WARNING")
+
+
+class _OneLine(logging.Filter):
+    """Shortens a logged error with a traceback to one line ending in the exception."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage().strip()} {type(exc).__name__}: {exc}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _run_search(job: SearchJob) -> SearchOutcome:
+    """Run up to `job.remaining` trials on Ray; the study records them."""
+    args, settings = job.args, job.settings
+    _start_ray(args.address, args.verbose)
     import ray
     from ray import tune
 
     from ._progress import SearchProgress
     from ._samplers import make_sampler
-    from ._searcher import METRIC, PruningASHA, TruthfulOptunaSearch
-    from ._study import record_heartbeat
+    from ._searcher import METRIC, PruningASHA, TrialErrorRecorder, TruthfulOptunaSearch
+    from ._study import Heartbeat, sampler_seed
     from ._trainable import TrialSettings, run_trial
 
-    if args.address:
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=args.verbose)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=args.verbose, logging_level="WARNING")
-    gpus = float(ray.cluster_resources().get("GPU", 0))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    gpus_per_trial = (
-        args.gpus_per_trial if args.gpus_per_trial is not None else (0.25 if gpus else 0.0)
-    )
-    if gpus_per_trial > 0 and gpus == 0:
-        fail(
-            f"--gpus-per-trial {gpus_per_trial} asks for a GPU but the Ray cluster has none; "
-            "use --gpus-per-trial 0"
-        )
-    if gpus_per_trial > 0:
-        concurrent = max(1, int(gpus / gpus_per_trial + 1e-9))
-        cpus_per_trial = args.cpus_per_trial or max(1, cpus // concurrent)
-    else:
-        cpus_per_trial = args.cpus_per_trial or 1
-        concurrent = max(1, cpus // cpus_per_trial)
-    concurrent = min(concurrent, remaining)
-    run_id = new_run_id()
-    output_dir = out_dir / study_name
-    scheduler = PruningASHA(
-        metric=METRIC,
-        mode="max",
-        time_attr="training_iteration",
-        max_t=max_epochs,
-        grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor,
-    )
-    searcher = TruthfulOptunaSearch(
-        space=space.suggest,
-        metric=METRIC,
-        mode="max",
-        study_name=study_name,
-        storage=storage,
-        sampler=make_sampler(args.sampler, args.seed + already),
-        scheduler=scheduler,
-        trial_attrs={"run_id": run_id},
-        target=args.trials,
-    )
-    progress = SearchProgress(searcher, args.trials, already, max_epochs, verbose=args.verbose)
-    settings = TrialSettings(
-        space=space.name,
-        max_epochs=max_epochs,
-        seed=args.seed,
-        output_dir=str(output_dir),
-        cpus_per_trial=cpus_per_trial,
-        model=args.model or study.user_attrs.get("model_override"),
-    )
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, settings=settings, train_set=train_set, val_set=val_set),
-        {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
-    )
-    print(
-        f"running {remaining} trial(s), up to {concurrent} at once, each with "
-        f"{cpus_per_trial} CPU and {gpus_per_trial:g} GPU; ASHA grace {args.grace_period}, "
-        f"reduction {args.reduction_factor}, max {max_epochs} epochs",
-        flush=True,
-    )
-
-    record_heartbeat(searcher.study, run_id)
-    stop_beating = threading.Event()
-
-    def beat() -> None:
-        from ._study import HEARTBEAT_INTERVAL
-
-        while not stop_beating.wait(HEARTBEAT_INTERVAL):
-            try:
-                record_heartbeat(searcher.study, run_id)
-            except Exception:  # a missed beat only risks another driver's caution
-                pass
-
-    threading.Thread(target=beat, daemon=True).start()
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=remaining,
-            max_concurrent_trials=concurrent,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=run_id,
-            storage_path=str(output_dir / "ray"),
-            verbose=0,
-            callbacks=[progress],
-            failure_config=tune.FailureConfig(max_failures=0),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-        ),
-    )
-    logging.getLogger("ray.tune.tune").addFilter(_HideTuneResumeAdvice())
-    # Tune handles Ctrl+C itself: its handler stops the trials, ends `fit` normally and puts back
-    # the handler it found. Ours is that handler, so finding it in place after `fit` means a
-    # Ctrl+C came; a second Ctrl+C (or one Tune does not catch) reaches it and raises.
-    sigint_seen = threading.Event()
-
-    def on_sigint(signum: int, frame: object) -> None:
-        sigint_seen.set()
-        raise KeyboardInterrupt
-
-    previous_handler = signal.signal(signal.SIGINT, on_sigint)
-    tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
     try:
-        tuner.fit()
-    finally:
-        stopped = sigint_seen.is_set() or (
-            tune_catches and signal.getsignal(signal.SIGINT) is on_sigint
-        )
-        signal.signal(signal.SIGINT, previous_handler)
-        stop_beating.set()
-        searcher.stopping = stopped
-        searcher.flush_errors()
-        # Tune stops live trials of an interrupted run without telling the searcher.
-        failed = searcher.fail_unfinished()
-        if failed:
-            print(
-                "marked unfinished trial(s) FAIL (interrupted): "
-                + ", ".join(f"#{n}" for n in sorted(failed)),
-                flush=True,
+        resources = ray.cluster_resources()
+        try:
+            plan = plan_search(
+                cluster_cpus=int(resources.get("CPU", 1)),
+                cluster_gpus=float(resources.get("GPU", 0)),
+                remaining=job.remaining,
+                gpus_per_trial=args.gpus_per_trial,
+                cpus_per_trial=args.cpus_per_trial,
             )
-        record_heartbeat(searcher.study, run_id, status="finished")
+        except ValueError as exc:
+            fail(str(exc))
+        run_id = new_run_id()
+        seed = sampler_seed(settings.seed, run_id)
+        scheduler = PruningASHA(
+            metric=METRIC,
+            mode="max",
+            time_attr="training_iteration",
+            max_t=settings.max_epochs,
+            grace_period=args.grace_period,
+            reduction_factor=args.reduction_factor,
+        )
+        searcher = TruthfulOptunaSearch(
+            space=job.space.suggest,
+            metric=METRIC,
+            mode="max",
+            study_name=job.study_name,
+            storage=job.storage,
+            sampler=make_sampler(settings.sampler, seed),
+            scheduler=scheduler,
+            trial_attrs={"run_id": run_id, "sampler_seed": seed},
+            target=args.trials,
+        )
+        progress = SearchProgress(
+            searcher, args.trials, job.already, settings.max_epochs, verbose=args.verbose
+        )
+        trial_settings = TrialSettings(
+            space=job.space.name,
+            max_epochs=settings.max_epochs,
+            seed=settings.seed,
+            output_dir=str(job.output_dir),
+            cpus_per_trial=plan.cpus_per_trial,
+            model=settings.model,
+        )
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial, settings=trial_settings, train_set=job.train_set, val_set=job.val_set
+            ),
+            {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial},
+        )
+        print(
+            f"running {job.remaining} trial(s), up to {plan.concurrent} at once, each with "
+            f"{plan.cpus_per_trial} CPU and {plan.gpus_per_trial:g} GPU; ASHA grace "
+            f"{args.grace_period}, reduction {args.reduction_factor}, max "
+            f"{settings.max_epochs} epochs",
+            flush=True,
+        )
+        try:
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    scheduler=scheduler,
+                    num_samples=job.remaining,
+                    max_concurrent_trials=plan.concurrent,
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=run_id,
+                    storage_path=str(job.output_dir / "ray"),
+                    verbose=0,
+                    # The recorder first: the printer prints what the searcher recorded.
+                    callbacks=[TrialErrorRecorder(searcher), progress],
+                    failure_config=tune.FailureConfig(max_failures=0),
+                    checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+                ),
+            )
+        except OSError as exc:  # Tune writes its experiment files (tuner.pkl) here at once
+            fail(_write_failed(job.output_dir / "ray", exc), code=1)
+        logging.getLogger("ray.tune.tune").addFilter(_HideTuneResumeAdvice())
+        # A full disk under the studies folder: Tune says so at each save, with a traceback.
+        logging.getLogger("ray.tune.execution.experiment_state").addFilter(_OneLine())
+        ctrl_c = CtrlC()
+        try:
+            with Heartbeat(searcher.study, run_id, sampler_seed=seed):
+                try:
+                    with ctrl_c:
+                        tuner.fit()
+                finally:
+                    searcher.stopping = ctrl_c.stopped
+                    searcher.flush_errors()
+                    # Tune stops live trials of an interrupted run without telling the searcher.
+                    failed = searcher.fail_unfinished()
+                    if failed:
+                        print(
+                            "marked unfinished trial(s) FAIL (interrupted): "
+                            + ", ".join(f"#{n}" for n in sorted(failed)),
+                            flush=True,
+                        )
+        except Exception as exc:  # the heartbeat's first write: the database fails at once
+            if not is_storage_error(exc):
+                raise
+            fail(
+                f"cannot write to the study database: {storage_error_line(exc)}; free space "
+                "there (or reach the server) and run the same command again",
+                code=1,
+            )
+    finally:
         ray.shutdown()
-    return stopped
+    return SearchOutcome(
+        stopped=ctrl_c.stopped,
+        error=_search_error(searcher, job),
+        unrecorded=tuple(searcher.unrecorded),
+    )
+
+
+def _write_failed(folder: Path, exc: OSError) -> str:
+    why = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return (
+        f"cannot write under {folder}: {why}; free space there (or fix the folder) and run "
+        "the same command again"
+    )
+
+
+def _search_error(searcher: Any, job: SearchJob) -> str | None:
+    """Why the search ended before its trials were done, and what to do; None when it did not."""
+    if searcher.save_error:
+        number, message = searcher.save_error
+        return (
+            f"trial #{number} trained but could not save its weights ({message}); the search "
+            f"asked for no new trials after it. Free space under {job.output_dir} and run the "
+            "same command again: trials that were not saved run again"
+        )
+    if searcher.storage_error:
+        return (
+            f"the study database failed ({searcher.storage_error}); the search asked for no "
+            "new trials after it. "
+            "Fix the database (free space, reach the server) and run the same command again"
+        )
+    return None
 
 
 def _print_summary(
-    study_name: str, url: str, args: argparse.Namespace, stopped: bool = False
+    study_name: str,
+    url: str,
+    args: argparse.Namespace,
+    studies_dir: Path,
+    outcome: SearchOutcome,
 ) -> None:
+    """What the study holds now, the best trial, and the commands that take it further."""
     import optuna
 
-    study = optuna.load_study(study_name=study_name, storage=open_storage(url))
-    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    for lost in outcome.unrecorded:
+        print(
+            f"NOT RECORDED: trial #{lost.number} COMPLETE, validation accuracy "
+            f"{100 * (lost.value or 0):.2f}%, weights {lost.checkpoint_path}: the study "
+            "database could not be told",
+            file=sys.stderr,
+        )
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(url))
+        trials = study.get_trials(deepcopy=False)
+    except Exception as exc:
+        if not (is_storage_error(exc) or isinstance(exc, StudyError)):
+            raise
+        print(f"\nstudy {study_name!r}: cannot be read now ({storage_error_line(exc)})")
+        return
+    states = [t.state.name for t in trials]
     counts = ", ".join(
         f"{states.count(s)} {s}"
         for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
         if states.count(s)
     )
     print(f"\nstudy {study_name!r}: {len(states)} trials ({counts})")
-    if stopped:
+    if outcome.stopped:
         print(f"stopped (Ctrl+C); {CONTINUE_HINT}")
     elif count_finished(study) < args.trials:
         if count_claimed(study) >= args.trials:
@@ -564,7 +890,7 @@ def _print_summary(
                 "other drivers sharing this study are running its last trials; it reaches "
                 "--trials when they finish"
             )
-        else:
+        elif not outcome.error:
             print(f"the search stopped before reaching --trials; {CONTINUE_HINT}")
     try:
         best = study.best_trial
@@ -577,41 +903,57 @@ def _print_summary(
     )
     print("configuration: " + json.dumps(best.params, sort_keys=True))
     print(f"checkpoint: {best.user_attrs.get('checkpoint_path', '-')}")
-    where = []  # how the other commands find this study
-    if args.storage:
-        where += ["--storage", redact(args.storage)]
-    if args.out != STUDIES_DIR:
-        where += ["--studies-dir", str(args.out)]
+    where, note = _where_options(args, studies_dir)
+    if note:
+        print(note)
     if isinstance(
         get_space(study.user_attrs.get("space", args.space)).to_config(best.params).policy, tuple
     ):
-        export = [
-            "python",
-            "-m",
-            "search.export_policy",
-            "--study",
-            study_name,
-            "-o",
-            "policy.json",
-            *where,
-        ]
-        print("export the best policies: " + shlex.join(export))
+        export = ["python", "-m", "search.export_policy", "--study", study_name]
+        print("export the best policies: " + _command(export + ["-o", "policy.json"], where))
     else:
-        retrain = [
-            "python",
-            "-m",
-            "search.retrain",
-            "--study",
-            study_name,
-            "--trial",
-            str(best.number),
-            *where,
-            *(["--data", args.data] if args.data else []),
-        ]
-        print("retrain it to full length: " + shlex.join(retrain))
-    report = ["python", "-m", "search.report", "--study", study_name, *where]
-    print(f"look at the study: {shlex.join(report)}  (or search.dashboard)")
+        retrain = ["python", "-m", "search.retrain", "--study", study_name]
+        retrain += ["--trial", str(best.number)]
+        data = ["--data", args.data] if args.data else []
+        print("retrain it to full length: " + _command(retrain, where, data))
+    report = ["python", "-m", "search.report", "--study", study_name]
+    print(f"look at the study: {_command(report, where)}  (or search.dashboard)")
     sys.stdout.flush()
+
+
+def _where_options(args: argparse.Namespace, studies_dir: Path) -> tuple[list[str], str | None]:
+    """The options by which the other commands find this study, as shell words (already
+    quoted), and a line to print before the commands when they need something set first.
+
+    A URL with a password is never printed (redacted, it would not work when pasted): the
+    commands read it from $SEARCH_STORAGE instead.
+    """
+    from sqlalchemy.engine import make_url
+
+    where, note = [], None
+    if args.storage:
+        try:
+            has_password = bool(make_url(args.storage).password)
+        except Exception:
+            has_password = False
+        if has_password:
+            where += ["--storage", f'"${STORAGE_ENV}"']
+            if os.environ.get(STORAGE_ENV) != args.storage:
+                note = (
+                    f"(set {STORAGE_ENV} to the --storage URL, password included, before "
+                    "running these; better still, pass it that way rather than on the command "
+                    "line)"
+                )
+        else:
+            where += ["--storage", shlex.quote(args.storage)]
+    if args.studies_dir != STUDIES_DIR:
+        where += ["--studies-dir", shlex.quote(str(studies_dir))]
+    return where, note
+
+
+def _command(words: list[str], where: list[str], tail: list[str] = ()) -> str:
+    """A command line to paste: `words` and `tail` quoted, `where` as given (already quoted)."""
+    return " ".join([shlex.join(words), *where, *([shlex.join(tail)] if tail else [])])
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def test_database_of_an_incompatible_optuna_schema(revision, advice, tmp_path, d
 def test_data_folder_without_data(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    # No data there means a download; a dead proxy makes it fail at once, online or not.
+    # An explicit --data is never downloaded into; the dead proxy would catch an attempt.
     proxy = "http://127.0.0.1:9"
     done = run_search(
         "--data",

@@ -208,3 +208,85 @@ def test_killed_trial_worker_fails_that_trial_and_the_search_goes_on(tmp_path, d
     # The search went on to --trials (a failed trial counts: its configuration was tried).
     assert len(trials) == 4
     assert sum(t.state in (States.COMPLETE, States.PRUNED) for t in trials) == 3
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: too small for a trial's weights. Remounted bigger by `grow(size)`."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)]).returncode:
+            subprocess.run(["umount", "-l", str(folder)])
+
+
+def grow(folder: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
+
+
+def full_disk_command(data_root: Path, studies_dir: Path, *extra: str) -> list[str]:
+    return [
+        *search_command(studies_dir, data_root, 2)[:-2],
+        "--max-epochs",
+        "1",
+        "--studies-dir",
+        str(studies_dir),
+        *extra,
+    ]
+
+
+def test_full_disk_trials_keep_their_values_and_run_again(small_disk, tmp_path, data_root):
+    """Weights that do not fit: the trial is FAIL "not saved", its values kept; it does not
+    count towards --trials, the driver ends with one line, and a re-run runs it again."""
+    db = tmp_path / "db" / "cnn_reg.db"
+    db.parent.mkdir()
+    command = full_disk_command(data_root, small_disk, "--storage", f"sqlite:///{db}")
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: trial #"), lines
+    assert "disk full: no space left on device" in lines[0]
+    assert f"Free space under {small_disk / 'cnn_reg'} and run the same command again" in lines[0]
+    study = optuna.load_study(study_name="cnn_reg", storage=f"sqlite:///{db}")
+    trials = study.get_trials()
+    assert trials and all(t.state != States.RUNNING for t in trials)
+    not_saved = [t for t in trials if t.state == States.FAIL]
+    assert not_saved, [t.state for t in trials]
+    for trial in not_saved:
+        assert trial.user_attrs["fail_reason"].startswith("not saved: disk full"), trial.user_attrs
+        assert trial.user_attrs["epochs_run"] == 1 and 1 in trial.intermediate_values
+    assert not [p for p in small_disk.rglob("*") if p.name.endswith(".tmp")]
+
+    grow(small_disk, "64m")
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ran = 2 - sum(t.state in (States.COMPLETE, States.PRUNED) for t in trials)
+    assert f"{2 - ran} trial(s) done, {ran} to run" in done.stdout
+    study = optuna.load_study(study_name="cnn_reg", storage=f"sqlite:///{db}")
+    finished = [t for t in study.get_trials() if t.state in (States.COMPLETE, States.PRUNED)]
+    assert len(finished) == 2
+
+
+def test_full_disk_with_the_database_on_it(small_disk, data_root):
+    """The database fills up too: no tracebacks, exit 1, and nothing claimed that the study
+    does not hold."""
+    filler = small_disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)
+    os.truncate(filler, filler.stat().st_size - 200 * 1024)  # room for the database, not more
+    command = full_disk_command(data_root, small_disk)
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
+    assert len(done.stderr.strip().splitlines()) <= 4, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: "), done.stderr
+    if (small_disk / "cnn_reg.db").exists():
+        trials = load(small_disk).get_trials()
+        claimed = [line for line in done.stdout.splitlines() if "FAIL (interrupted):" in line]
+        for line in claimed:
+            numbers = {int(n) for n in line.split(":", 1)[1].replace("#", "").split(",")}
+            assert {t.number for t in trials if t.state == States.FAIL} >= numbers, line

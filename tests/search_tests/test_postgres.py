@@ -160,6 +160,18 @@ def test_two_drivers_share_one_study(postgres_url, study_name, data_root, tmp_pa
         else:
             pytest.fail(f"trial #{trial.number} ended {trial.state.name}: {trial.user_attrs}")
 
+    # The drivers drew different configurations: each seeds its sampler from its run id,
+    # recorded on its trials; the split and the trials' training seeds stay the study's.
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == len(params), params
+    seeds = {t.user_attrs["run_id"]: t.user_attrs["sampler_seed"] for t in trials}
+    assert len(set(seeds.values())) == len(run_ids), seeds
+    # The printed commands work when pasted: the URL with its password comes from
+    # $SEARCH_STORAGE, never as a redacted postgresql://user:***@...
+    for stdout, _ in printed:
+        assert ":***@" not in stdout.split("best trial:")[-1]
+    assert '--storage "$SEARCH_STORAGE"' in printed[0][0]
+
     # The password is nowhere in what the runs printed or wrote: outputs, Ray's experiment
     # files (tuner.pkl, experiment_state*.json), Ray's session logs of both drivers.
     secret = password_of(postgres_url)

@@ -129,10 +129,17 @@ def test_killed_driver_trials_become_fail_and_rerun_finishes(tmp_path, data_root
     trials = load(tmp_path).get_trials()
     assert [t.number for t in trials] == list(range(len(trials)))
     assert all(t.state != States.RUNNING for t in trials)
+    killed_runs = set()
     for trial in trials:
         if trial.number in killed:
             assert trial.state == States.FAIL
             assert trial.user_attrs["fail_reason"].startswith("interrupted")
+            # How far it got, from the epochs it reported before the kill.
+            assert trial.user_attrs["epochs_run"] == max(trial.intermediate_values, default=0)
+            killed_runs.add(trial.user_attrs["run_id"])
+    # The killed driver's heartbeat no longer says it runs.
+    attrs = load(tmp_path).user_attrs
+    assert [attrs[f"run:{run}"]["status"] for run in killed_runs] == ["dead"]
     finished = [t for t in trials if t.state in (States.COMPLETE, States.PRUNED)]
     assert len(finished) == 6
 

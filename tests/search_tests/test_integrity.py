@@ -1,0 +1,339 @@
+"""`search.run` keeps a study whole: a continued study keeps its settings, every place it writes
+is checked before anything starts, the resource plan, the printed commands, and a local Ray
+reachable from this machine only.
+
+The in-process tests end before the data is read; the Ray test starts a real local Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import REPO
+
+from search._space import get_space
+from search._study import STUDIES_DIR
+from search.run import (
+    SearchPlan,
+    SettingsConflict,
+    StudySettings,
+    _where_options,
+    build_parser,
+    main,
+    plan_search,
+    resolve_settings,
+    split_fingerprint,
+)
+
+RECORDED = {
+    "space": "cnn_reg",
+    "max_epochs": 3,
+    "train_size": 500,
+    "val_size": 500,
+    "seed": 0,
+    "sampler": "tpe",
+    "model_override": None,
+}
+
+
+def settings_for(*argv: str, recorded=None) -> StudySettings:
+    args = build_parser().parse_args(["--space", "cnn_reg", *argv])
+    return resolve_settings(args, get_space("cnn_reg"), "cnn_reg", recorded or {})
+
+
+def test_new_study_takes_options_then_defaults():
+    space = get_space("cnn_reg")
+    assert settings_for() == StudySettings(
+        max_epochs=space.max_epochs,
+        train_size=space.train_size,
+        val_size=5000,
+        seed=0,
+        model=None,
+        sampler="tpe",
+    )
+    assert settings_for("--seed", "5", "--val-size", "400").seed == 5
+
+
+def test_continued_study_takes_its_recorded_settings():
+    assert settings_for(recorded=RECORDED) == StudySettings(3, 500, 500, 0, None, "tpe")
+    # The same values given again, or another sampler, continue it too.
+    same = ("--max-epochs", "3", "--val-size", "500", "--seed", "0", "--sampler", "random")
+    assert settings_for(*same, recorded=RECORDED).sampler == "random"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--train-size", "1000"], "--train-size 500, not 1000"),
+        (["--val-size", "400"], "--val-size 500, not 400"),
+        (["--seed", "5"], "--seed 0, not 5"),
+        (["--max-epochs", "2"], "--max-epochs 3, not 2"),
+        (["--model", "resnet20"], "--model the space's own model, not resnet20"),
+    ],
+)
+def test_continued_study_refuses_other_settings(argv, expected):
+    with pytest.raises(SettingsConflict) as refused:
+        settings_for(*argv, recorded=RECORDED)
+    assert str(refused.value) == (
+        f"study 'cnn_reg' was made with {expected}; leave {argv[0]} out to continue it, or "
+        "pass --study NEW_NAME for a new study"
+    )
+
+
+def make_study(out: Path, recorded: dict | None = None) -> Path:
+    """A study as `search.run --train-size 500 --val-size 500 --seed 0 --max-epochs 3` left it."""
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "cnn_reg.db"
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    study = optuna.create_study(study_name="cnn_reg", storage=storage)
+    for key, value in (recorded or RECORDED).items():
+        study.set_user_attr(key, value)
+    storage.engine.dispose()  # no connection left open: the folder can be remounted
+    return db
+
+
+def test_conflicting_rerun_is_one_line_and_writes_nothing(tmp_path, capsys):
+    db = make_study(tmp_path)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    argv = ["--space", "cnn_reg", "--out", str(tmp_path), "--data", str(tmp_path / "none")]
+    argv += ["--train-size", "1000", "--val-size", "400", "--seed", "5", "--max-epochs", "2"]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: study 'cnn_reg' was made with --"), err
+    assert "--study NEW_NAME" in err[0]
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn_reg.db"]
+
+
+def test_continued_study_refuses_other_data(tmp_path, capsys, cifar_train):
+    from PIL import Image
+
+    from training import CIFAR10_CLASSES, train_val_split
+
+    _, val_set = train_val_split(cifar_train, 100, 0, 200)
+    recorded = {**RECORDED, "val_size": 100, "train_size": 200}
+    recorded.update(val_fingerprint=split_fingerprint(val_set), data_source=cifar_train.source)
+    db = make_study(tmp_path / "out", recorded)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    other = tmp_path / "other"  # CIFAR-10-shaped, other images
+    for label, name in enumerate(CIFAR10_CLASSES):
+        (other / "train" / name).mkdir(parents=True)
+        for i in range(40):
+            Image.new("RGB", (32, 32), (label * 20, i * 5, 7)).save(
+                other / "train" / name / f"{i}.png"
+            )
+    line = run_main(["--out", str(tmp_path / "out"), "--data", str(other)], capsys)
+    assert line.startswith("error: study 'cnn_reg' was made with other data ("), line
+    assert "pass --data with the study's data" in line and "--study NEW_NAME" in line
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cnn_reg.db"]
+
+
+def run_main(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(["--space", "cnn_reg", *argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_studies_dir_that_is_a_file_or_under_one(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    missing = str(tmp_path / "no-data")  # the data would be read next: it is never reached
+    line = run_main(["--studies-dir", str(afile), "--data", missing], capsys)
+    assert line == f"error: --studies-dir {afile} cannot be made: {afile} is a file; " + (
+        "expected a folder path"
+    )
+    line = run_main(["--studies-dir", str(afile / "sub"), "--data", missing], capsys)
+    assert f"{afile} is a file" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only tmpfs (root can still write to a chmod-ed folder, not to a read-only mount)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)]).returncode:
+            subprocess.run(["umount", "-l", str(folder)])
+
+
+def test_studies_dir_read_only(read_only_dir, capsys):
+    make_study(read_only_dir)
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only_dir)], check=True)
+    missing = str(read_only_dir.parent / "no-data")
+    line = run_main(["--studies-dir", str(read_only_dir / "new"), "--data", missing], capsys)
+    assert line == (
+        f"error: --studies-dir {read_only_dir / 'new'} is not writable ({read_only_dir}); "
+        "expected a writable folder"
+    )
+    # An existing database in a read-only --studies-dir.
+    line = run_main(["--studies-dir", str(read_only_dir), "--data", missing], capsys)
+    assert line == (
+        f"error: --studies-dir {read_only_dir} is not writable ({read_only_dir}); "
+        "expected a writable folder"
+    )
+    # An existing database there, named by --storage from a writable --studies-dir.
+    url = f"sqlite:///{read_only_dir / 'cnn_reg.db'}"
+    out = read_only_dir.parent / "out"
+    line = run_main(["--storage", url, "--studies-dir", str(out), "--data", missing], capsys)
+    assert line.startswith(f"error: --storage {read_only_dir} is not writable"), line
+    assert not out.exists()
+
+
+def test_gpu_share_without_a_gpu_is_refused_before_the_data(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has 2 GPUs: --gpus-per-trial 2 is possible")
+    missing = str(tmp_path / "no-data")  # reading it would fail with another message
+    line = run_main(
+        ["--gpus-per-trial", "2", "--out", str(tmp_path / "o"), "--data", missing], capsys
+    )
+    assert "--gpus-per-trial 2.0 asks for" in line and "GPU" in line, line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "plan"),
+    [
+        ({"cluster_cpus": 2, "cluster_gpus": 0, "remaining": 8}, SearchPlan(2, 1, 0.0)),
+        ({"cluster_cpus": 2, "cluster_gpus": 0, "remaining": 1}, SearchPlan(1, 1, 0.0)),
+        (
+            {"cluster_cpus": 8, "cluster_gpus": 0, "remaining": 8, "cpus_per_trial": 3},
+            SearchPlan(2, 3, 0.0),
+        ),
+        ({"cluster_cpus": 16, "cluster_gpus": 1, "remaining": 8}, SearchPlan(4, 4, 0.25)),
+        (
+            {"cluster_cpus": 16, "cluster_gpus": 1, "remaining": 20, "gpus_per_trial": 0.1},
+            SearchPlan(10, 1, 0.1),
+        ),
+        (
+            {"cluster_cpus": 16, "cluster_gpus": 2, "remaining": 8, "gpus_per_trial": 0},
+            SearchPlan(8, 1, 0),
+        ),
+    ],
+)
+def test_plan_search(kwargs, plan):
+    assert plan_search(**kwargs) == plan
+
+
+def test_plan_search_refuses_a_gpu_share_without_gpus():
+    with pytest.raises(ValueError, match="asks for a GPU but the Ray cluster has none"):
+        plan_search(cluster_cpus=2, cluster_gpus=0, remaining=1, gpus_per_trial=0.5)
+
+
+def where(storage, studies_dir=STUDIES_DIR, env=None, monkeypatch=None):
+    args = argparse.Namespace(storage=storage, studies_dir=studies_dir)
+    return _where_options(args, Path(studies_dir).absolute())
+
+
+def test_printed_commands_never_hold_a_redacted_password(monkeypatch):
+    monkeypatch.delenv("SEARCH_STORAGE", raising=False)
+    url = "postgresql://user:secret@db.example/studies"
+    words, note = where(url)
+    assert words == ["--storage", '"$SEARCH_STORAGE"'] and "SEARCH_STORAGE" in note
+    assert "***" not in " ".join(words) and "secret" not in " ".join(words)
+    monkeypatch.setenv("SEARCH_STORAGE", url)
+    assert where(url) == (["--storage", '"$SEARCH_STORAGE"'], None)
+    assert where("postgresql://user@db/x") == (["--storage", "postgresql://user@db/x"], None)
+    assert where(None) == ([], None)  # $SEARCH_STORAGE or the default: found without options
+    words, _ = where(None, Path("my studies"))
+    assert words == ["--studies-dir", f"'{Path('my studies').absolute()}'"]
+
+
+def descendants(pid: int) -> set[int]:
+    """`pid` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo += children.get(current, [])
+    return found
+
+
+def listening_sockets(pids: set[int]) -> list[tuple[str, str, int]]:
+    """(process name, local address, port) of every TCP socket of `pids` that listens."""
+    owners: dict[str, str] = {}
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    owners[link[8:-1]] = name
+        except OSError:
+            continue
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in owners:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # /proc writes each 32-bit word in host (little-endian) order.
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            ip = ipaddress.ip_address(words)
+            ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 is 127.0.0.1
+            found.append((owners[fields[9]], str(ip), int(port, 16)))
+    return found
+
+
+@pytest.mark.slow
+def test_local_ray_listens_on_loopback_only():
+    """Every listening socket of the Ray a search starts (GCS, raylet, workers, the driver)
+    is on 127.0.0.1."""
+    script = (
+        "import sys\n"
+        "from search.run import _start_ray\n"
+        "_start_ray(None, False)\n"
+        "import ray\n"
+        "ray.get(ray.remote(lambda: 1).remote())  # a worker is up\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+        "ray.shutdown()\n"
+    )
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert driver.stdout.readline().strip() == "ready"
+        listeners = listening_sockets(descendants(driver.pid))
+    finally:
+        driver.communicate("", timeout=120)
+    names = {name for name, _, _ in listeners}
+    assert {"gcs_server", "raylet"} <= names, listeners
+    assert [entry for entry in listeners if entry[1] != "127.0.0.1"] == [], listeners

@@ -1,0 +1,377 @@
+"""The searcher's decisions and records, on Optuna's in-memory storage: seconds, no Ray cluster.
+
+`TruthfulOptunaSearch` is driven the way Tune drives it (suggest, results, completion); the
+study it writes is read back. `FlakyStorage` is Optuna's real in-memory storage whose writes
+fail a given number of times, as a database that drops connections or fills its disk does.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import time
+
+import optuna
+import pytest
+from ray.tune.experiment import Trial
+
+from search._samplers import SAMPLER_FACTORIES, SAMPLERS, make_sampler
+from search._searcher import (
+    METRIC,
+    PruningASHA,
+    TrialOutcome,
+    TruthfulOptunaSearch,
+    decide,
+)
+from search._study import (
+    RUN_ATTR_PREFIX,
+    STALE_AFTER,
+    Heartbeat,
+    count_claimed,
+    count_finished,
+    fail_interrupted_trials,
+    running_trials,
+    sampler_seed,
+)
+
+States = optuna.trial.TrialState
+MAX_EPOCHS = 3
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class FlakyStorage(optuna.storages.InMemoryStorage):
+    """In-memory storage whose next `failures` writes raise StorageInternalError (as RDBStorage
+    does for a database error); `failures=-1` fails every write from then on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+        self.failed_writes = 0
+
+    def _maybe_fail(self) -> None:
+        if self.failures:
+            self.failures -= 1 if self.failures > 0 else 0
+            self.failed_writes += 1
+            raise optuna.exceptions.StorageInternalError("database or disk is full")
+
+    def set_trial_user_attr(self, *args, **kwargs):
+        self._maybe_fail()
+        return super().set_trial_user_attr(*args, **kwargs)
+
+    def set_trial_state_values(self, *args, **kwargs):
+        self._maybe_fail()
+        return super().set_trial_state_values(*args, **kwargs)
+
+    def set_trial_intermediate_value(self, *args, **kwargs):
+        self._maybe_fail()
+        return super().set_trial_intermediate_value(*args, **kwargs)
+
+    def set_study_user_attr(self, *args, **kwargs):
+        self._maybe_fail()
+        return super().set_study_user_attr(*args, **kwargs)
+
+
+def space(trial: optuna.Trial) -> None:
+    trial.suggest_float("lr", 1e-4, 1.0, log=True)
+    trial.suggest_categorical("batch_size", [32, 64, 128, 256])
+
+
+def make_searcher(storage=None, *, run_id="run-a", target=None, seed=0, sampler="random"):
+    storage = storage if storage is not None else optuna.storages.InMemoryStorage()
+    scheduler = PruningASHA(
+        metric=METRIC,
+        mode="max",
+        time_attr="training_iteration",
+        max_t=MAX_EPOCHS,
+        grace_period=1,
+        reduction_factor=2,
+    )
+    searcher = TruthfulOptunaSearch(
+        space=space,
+        metric=METRIC,
+        mode="max",
+        study_name="s",
+        storage=storage,
+        sampler=make_sampler(sampler, sampler_seed(seed, run_id)),
+        scheduler=scheduler,
+        trial_attrs={"run_id": run_id},
+        target=target,
+        retry_delays=(0.0, 0.0, 0.0),
+        stream=io.StringIO(),
+    )
+    return searcher, scheduler
+
+
+def epoch(step: int, value: float = 0.5, **extra) -> dict:
+    return {METRIC: value, "training_iteration": step, "trial_time": 0.1 * step, **extra}
+
+
+def run_epochs(searcher, trial_id: str, epochs: int) -> None:
+    for step in range(1, epochs + 1):
+        searcher.on_trial_result(trial_id, epoch(step, 0.1 * step))
+
+
+def finished(step: int = MAX_EPOCHS, value: float = 0.3) -> dict:
+    return epoch(step, value, finished=True, checkpoint_path="/w/weights.pt", device="cpu")
+
+
+def only_trial(searcher) -> optuna.trial.FrozenTrial:
+    (trial,) = searcher.study.get_trials()
+    return trial
+
+
+# -- decisions ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("result", "pruned", "stopping", "state", "reason"),
+    [
+        ({"finished": True}, False, False, States.COMPLETE, None),
+        ({"finished": True}, True, True, States.COMPLETE, None),  # its weights are saved
+        ({"save_error": "disk full"}, False, False, States.FAIL, "not saved: disk full"),
+        ({}, True, False, States.PRUNED, None),
+        (None, False, False, States.FAIL, "interrupted: the search ended before it finished"),
+        (
+            None,
+            False,
+            True,
+            States.FAIL,
+            "interrupted: the search was stopped (Ctrl+C) before it finished",
+        ),
+    ],
+)
+def test_decide(result, pruned, stopping, state, reason):
+    assert decide(result, pruned, stopping) == (state, reason)
+
+
+def test_finished_trial_is_complete_with_every_epoch():
+    searcher, _ = make_searcher()
+    config = searcher.suggest("a")
+    assert config["trial_number"] == 0 and set(config) == {"lr", "batch_size", "trial_number"}
+    run_epochs(searcher, "a", MAX_EPOCHS - 1)
+    searcher.on_trial_complete("a", finished())
+    trial = only_trial(searcher)
+    assert trial.state == States.COMPLETE and trial.value == 0.3
+    assert trial.intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3}  # the last epoch included
+    assert trial.user_attrs["epochs_run"] == MAX_EPOCHS
+    assert trial.user_attrs["checkpoint_path"] == "/w/weights.pt"
+    assert trial.user_attrs["run_id"] == "run-a" and trial.user_attrs["ray_trial_id"] == "a"
+    assert searcher.outcome("a") == TrialOutcome(
+        0, States.COMPLETE, MAX_EPOCHS, 0.3, checkpoint_path="/w/weights.pt"
+    )
+    assert searcher.outcome("a").describe() == "COMPLETE after 3 epochs, val 30.00%"
+
+
+def test_trial_asha_stopped_early_is_pruned_not_complete():
+    searcher, scheduler = make_searcher()
+    searcher.suggest("a")
+    trial = Trial("stub", stub=True, trial_id="a")
+    scheduler.on_trial_add(None, trial)
+    searcher.on_trial_result("a", epoch(1, 0.1))
+    # A rung decision by ASHA itself: a trial below the rung's cutoff is stopped at step 2.
+    for other in ("b", "c", "d"):
+        peer = Trial("stub", stub=True, trial_id=other)
+        scheduler.on_trial_add(None, peer)
+        scheduler.on_trial_result(None, peer, epoch(1, 0.9))
+    assert scheduler.on_trial_result(None, trial, epoch(1, 0.1)) == "STOP"
+    searcher.on_trial_complete("a", epoch(1, 0.1))
+    stored = only_trial(searcher)
+    assert stored.state == States.PRUNED and stored.user_attrs["pruned_by"] == "ASHA"
+    assert stored.user_attrs["epochs_run"] == 1 and stored.intermediate_values == {1: 0.1}
+    assert count_finished(searcher.study) == 1
+
+
+def test_errored_trial_is_fail_with_its_message():
+    searcher, _ = make_searcher()
+    searcher.suggest("a")
+    run_epochs(searcher, "a", 1)
+    searcher.on_trial_complete("a", error=True)
+    assert only_trial(searcher).state == States.RUNNING  # the message comes next
+    searcher.record_error("a", "NonFiniteLossError: loss is nan")
+    trial = only_trial(searcher)
+    assert trial.state == States.FAIL
+    assert trial.user_attrs["fail_reason"] == "NonFiniteLossError: loss is nan"
+    assert trial.user_attrs["epochs_run"] == 1 and trial.intermediate_values == {1: 0.1}
+    assert searcher.outcome("a").describe() == "FAIL: NonFiniteLossError: loss is nan"
+    assert count_finished(searcher.study) == 1  # its configuration was tried
+
+
+def test_unfinished_trials_become_interrupted_with_their_epochs():
+    searcher, _ = make_searcher()
+    searcher.suggest("a")
+    searcher.suggest("b")
+    run_epochs(searcher, "a", 2)
+    searcher.on_trial_complete("b", finished())
+    searcher.stopping = True
+    assert searcher.fail_unfinished() == [0]
+    trial = searcher.study.get_trials()[0]
+    assert trial.state == States.FAIL and trial.user_attrs["epochs_run"] == 2
+    assert trial.user_attrs["fail_reason"].startswith("interrupted: the search was stopped")
+    assert count_finished(searcher.study) == 1  # interrupted trials run again
+
+
+def test_trial_that_could_not_save_keeps_its_values_and_stops_the_search():
+    searcher, scheduler = make_searcher(target=5)
+    searcher.suggest("a")
+    run_epochs(searcher, "a", MAX_EPOCHS - 1)
+    last = epoch(MAX_EPOCHS, 0.3, save_error="disk full: no space left on device writing /w")
+    # ASHA stops it at its full budget; it is not an early stop.
+    stub = Trial("stub", stub=True, trial_id="a")
+    scheduler.on_trial_add(None, stub)
+    scheduler.on_trial_result(None, stub, last)
+    assert "a" not in scheduler.pruned_trial_ids
+    searcher.on_trial_complete("a", last)
+    trial = only_trial(searcher)
+    assert trial.state == States.FAIL
+    assert trial.user_attrs["fail_reason"] == (
+        "not saved: disk full: no space left on device writing /w"
+    )
+    assert trial.intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3}
+    assert trial.user_attrs["epochs_run"] == MAX_EPOCHS
+    # It does not count towards --trials: a re-run after freeing space runs it again.
+    assert count_finished(searcher.study) == 0
+    assert searcher.save_error == (0, "disk full: no space left on device writing /w")
+    assert searcher.suggest("b") == "FINISHED"  # the next trials would fail the same way
+    assert len(searcher.study.get_trials()) == 1
+
+
+# -- storage failures --------------------------------------------------------------------------
+
+
+def test_complete_survives_a_database_that_fails_a_few_times():
+    storage = FlakyStorage()
+    searcher, _ = make_searcher(storage)
+    searcher.suggest("a")
+    run_epochs(searcher, "a", MAX_EPOCHS - 1)
+    storage.failures = 3  # fewer than the tries
+    searcher.on_trial_complete("a", finished())
+    assert storage.failed_writes == 3
+    trial = only_trial(searcher)
+    assert trial.state == States.COMPLETE and trial.value == 0.3
+    assert trial.user_attrs["checkpoint_path"] == "/w/weights.pt"
+    assert searcher.unrecorded == [] and searcher.storage_error is None
+
+
+def test_complete_that_cannot_be_recorded_is_said_loudly():
+    storage = FlakyStorage()
+    searcher, _ = make_searcher(storage)
+    searcher.suggest("a")
+    searcher.suggest("b")
+    run_epochs(searcher, "a", MAX_EPOCHS - 1)
+    storage.failures = -1  # the database is gone for good
+    searcher.on_trial_complete("a", finished(value=0.375))
+    assert only_trial_state(searcher, 0) == States.RUNNING
+    (lost,) = searcher.unrecorded
+    assert (lost.number, lost.value, lost.checkpoint_path) == (0, 0.375, "/w/weights.pt")
+    said = searcher._stream.getvalue()
+    assert "trial #0 COMPLETE" in said and "0.375" in said and "/w/weights.pt" in said
+    assert "could NOT be recorded" in said and "database or disk is full" in said
+    assert searcher.suggest("c") == "FINISHED"
+    # The summary never claims a write that failed.
+    assert searcher.fail_unfinished() == []
+    assert only_trial_state(searcher, 1) == States.RUNNING
+
+
+def only_trial_state(searcher, number: int):
+    return searcher.study.get_trials()[number].state
+
+
+def test_heartbeat_retries_then_warns_when_beats_keep_failing():
+    storage = FlakyStorage()
+    study = optuna.create_study(storage=storage, study_name="s")
+    stream = io.StringIO()
+    beat = Heartbeat(study, "run-a", interval=3600, delays=(0.0,), warn_after=0.0, stream=stream)
+    with beat:
+        storage.failures = 1  # retried: no warning
+        assert beat.beat() and stream.getvalue() == ""
+        storage.failures = -1
+        assert not beat.beat()
+        assert "heartbeat could not be written" in stream.getvalue()
+        assert "may mark its running trials FAIL" in stream.getvalue()
+        storage.failures = 0
+        assert beat.beat() and not beat.warned
+    assert study.user_attrs[RUN_ATTR_PREFIX + "run-a"]["status"] == "finished"
+
+
+# -- liveness and counting ---------------------------------------------------------------------
+
+
+def test_liveness_count_claimed_and_interrupted_trials():
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name="s")
+    host, now = socket.gethostname(), time.time()
+    runs = {
+        "live": {"status": "running", "heartbeat": now, "pid": os.getpid(), "host": host},
+        "killed": {"status": "running", "heartbeat": now, "pid": 2**22 + 7, "host": host},
+        "stale": {"status": "running", "heartbeat": now - STALE_AFTER - 1, "host": "elsewhere"},
+        "remote": {"status": "running", "heartbeat": now, "host": "elsewhere"},
+        "done": {"status": "finished", "heartbeat": now, "pid": os.getpid(), "host": host},
+    }
+    for run_id, run in runs.items():
+        study.set_user_attr(RUN_ATTR_PREFIX + run_id, run)
+    numbers = {}
+    for run_id in runs:
+        trial = study.ask()
+        trial.set_user_attr("run_id", run_id)
+        trial.report(0.2, 1)
+        trial.report(0.3, 2)
+        numbers[run_id] = trial.number
+    study.tell(study.ask(), 0.5)  # one COMPLETE
+
+    scan = running_trials(study)
+    assert sorted(t.number for t in scan.live) == [numbers["live"], numbers["remote"]]
+    assert set(scan.dead_runs) == {"killed", "stale"}
+    assert count_claimed(study) == 3
+    assert count_claimed(study, own_run_id="done") == 4  # the caller counts its own
+
+    failed = fail_interrupted_trials(study)
+    assert sorted(failed) == sorted(numbers[r] for r in ("killed", "stale", "done"))
+    for trial in study.get_trials():
+        if trial.number in failed:
+            assert trial.state == States.FAIL and trial.user_attrs["epochs_run"] == 2
+            assert trial.user_attrs["fail_reason"].startswith("interrupted")
+    assert study.user_attrs[RUN_ATTR_PREFIX + "killed"]["status"] == "dead"
+    assert study.user_attrs[RUN_ATTR_PREFIX + "stale"]["status"] == "dead"
+    assert study.user_attrs[RUN_ATTR_PREFIX + "live"]["status"] == "running"
+    assert count_finished(study) == 1  # interrupted trials do not count
+
+
+def test_searcher_asks_for_no_trial_beyond_the_target():
+    searcher, _ = make_searcher(target=2)
+    assert searcher.suggest("a") != "FINISHED"
+    assert searcher.suggest("b") != "FINISHED"  # a live trial of this driver counts
+    assert searcher.suggest("c") == "FINISHED"
+    searcher.on_trial_complete("a", finished())
+    assert searcher.suggest("d") == "FINISHED"
+
+
+# -- samplers ----------------------------------------------------------------------------------
+
+
+def test_drivers_sharing_a_study_draw_different_configurations():
+    storage = optuna.storages.InMemoryStorage()
+    first, _ = make_searcher(storage, run_id="host-1-aaaaaa", seed=0, sampler="tpe")
+    second, _ = make_searcher(storage, run_id="host-2-bbbbbb", seed=0, sampler="tpe")
+    drawn = []
+    for i in range(3):
+        for searcher in (first, second):
+            config = searcher.suggest(f"{searcher._trial_attrs['run_id']}-{i}")
+            drawn.append((config["lr"], config["batch_size"]))
+    assert len(set(drawn)) == len(drawn), drawn
+    assert sampler_seed(0, "a") != sampler_seed(0, "b")
+    assert sampler_seed(0, "a") == sampler_seed(0, "a")
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_in_the_table_is_seeded(name):
+    assert set(SAMPLER_FACTORIES) == set(SAMPLERS)
+    draws = []
+    for _ in range(2):
+        study = optuna.create_study(sampler=make_sampler(name, 7))
+        draws.append([study.ask().suggest_float("x", 0, 1) for _ in range(3)])
+    assert draws[0] == draws[1]
+
+
+def test_unknown_sampler():
+    with pytest.raises(ValueError, match="unknown sampler 'nope'; expected one of tpe"):
+        make_sampler("nope", 0)
