@@ -78,11 +78,13 @@ def add_data_options(
     val_size: bool = True,
     no_val: bool = False,
     train_size_default: str = "all",
+    val_size_default: tuple[int | None, str] = (5000, ""),
 ) -> None:
     """--data, and as asked --device, --train-size and --val-size, declared alike for every command.
 
     `no_val` lets --val-size be 0 (no validation split: the run trains on every image);
-    `train_size_default` says in the help what a missing --train-size means.
+    `train_size_default` says in the help what a missing --train-size means; `val_size_default`
+    is --val-size's default value and, when not empty, what the help says it means.
     """
     parser.add_argument(
         "--data",
@@ -102,9 +104,10 @@ def add_data_options(
         parser.add_argument(
             "--val-size",
             type=nonnegative_int if no_val else positive_int,
-            default=5000,
+            default=val_size_default[0],
             help="stratified validation images held out of the training split"
-            + (", 0 = none" if no_val else ""),
+            + (", 0 = none" if no_val else "")
+            + (f" (default: {val_size_default[1]})" if val_size_default[1] else ""),
         )
     if device:
         parser.add_argument("--device", default="auto", help="cuda, cpu or auto")

@@ -16,6 +16,10 @@ if TYPE_CHECKING:  # importing training (torch) here would slow every command li
     from training import TrainConfig
 
 
+# The ways a trial can be scored (see `Space.method`).
+METHODS = ("train", "density")
+
+
 @dataclass(frozen=True)
 class Space:
     """A search space.
@@ -32,6 +36,23 @@ class Space:
     full_epochs: int
     max_epochs: int = 30  # default search budget per trial
     train_size: int | None = None  # default training subset for search trials; None = all
+    # How a trial is scored: "train" trains `to_config(params)` and reports each epoch
+    # (search/_trainable.py); "density" scores the config's policy by inference only, with fold
+    # models trained once per study on `fold_recipe()` (search/_density.py), and `max_epochs`
+    # is then the number of slices the held-out images are scored in.
+    method: str = "train"
+    fold_recipe: Callable[[], TrainConfig] | None = None  # "density": the fold models' run
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(
+                f"invalid method={self.method!r} in space {self.name!r}; expected one of: "
+                + ", ".join(METHODS)
+            )
+        if (self.method == "density") != (self.fold_recipe is not None):
+            raise ValueError(
+                f"space {self.name!r}: a fold_recipe goes with method 'density', and only with it"
+            )
 
     def trial_config(
         self,
@@ -54,6 +75,33 @@ class Space:
             # The space's model arguments (e.g. cnn_reg's dropout) belong to its own model.
             changes.update(model=model, model_kwargs={})
         return config.replace(**changes) if changes else config
+
+    def changed_parameters(self, recorded: dict[str, Any], walks: int = 64) -> list[str]:
+        """Names of `recorded` parameters (name -> Optuna distribution, as a study's trials hold
+        them) that this space now suggests incompatibly, e.g. a categorical whose choices changed.
+
+        Optuna refuses to sample such a study (its "dynamic value space" error, mid-search); the
+        space is walked `walks` times with a random sampler to meet its conditional parameters.
+        """
+        import optuna
+        from optuna.distributions import check_distribution_compatibility
+
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        current: dict[str, Any] = {}
+        for _ in range(walks):
+            trial = study.ask()
+            self.suggest(trial)
+            current.update(trial.distributions)
+            study.tell(trial, 0.0)
+        changed = []
+        for name, distribution in sorted(recorded.items()):
+            if name not in current:
+                continue  # a parameter the space no longer asks for is simply not sampled
+            try:
+                check_distribution_compatibility(distribution, current[name])
+            except ValueError:
+                changed.append(name)
+        return changed
 
 
 def available_spaces() -> dict[str, Space]:

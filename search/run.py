@@ -137,15 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(
         parser,
         device=False,
-        val_size=False,  # declared below: its default is the continued study's
         train_size_default="the study's, else the space's, else all",
-    )
-    parser.add_argument(
-        "--val-size",
-        type=positive_int,
-        default=None,
-        help="stratified validation images held out of the training split "
-        f"(default: the study's, else {DEFAULT_VAL_SIZE})",
+        # None: a continued study's own split size, else DEFAULT_VAL_SIZE (resolve_settings).
+        val_size_default=(None, f"the study's, else {DEFAULT_VAL_SIZE}"),
     )
     parser.add_argument(
         "--seed",
@@ -376,6 +370,8 @@ def _main(argv: list[str] | None) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_is_new = not study_exists(storage, study_name)
+    if not study_is_new:
+        _check_space_unchanged(optuna.load_study(study_name=study_name, storage=storage), space)
     try:
         try:
             study = _open_study(storage, study_name, space.name, settings, data.source, fingerprint)
@@ -428,6 +424,21 @@ def _main(argv: list[str] | None) -> None:
         raise SystemExit(INTERRUPTED_EXIT)
     if outcome.error:
         fail(outcome.error, code=1)
+
+
+def _check_space_unchanged(study: Any, space: Any) -> None:
+    """Refuse, in one line, a study whose trials were drawn from another version of the space:
+    Optuna cannot sample it (a categorical's choices changed) and would fail mid-search."""
+    recorded: dict[str, Any] = {}
+    for trial in study.get_trials(deepcopy=False):
+        recorded.update(trial.distributions)
+    changed = space.changed_parameters(recorded) if recorded else []
+    if changed:
+        fail(
+            f"study {study.study_name!r} was made with an earlier version of space "
+            f"{space.name!r} (parameter(s) {', '.join(changed)} now offer other choices); pass "
+            "--study NEW_NAME for a new study"
+        )
 
 
 def split_fingerprint(val_set: LabeledImages) -> str:

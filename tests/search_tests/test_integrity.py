@@ -337,3 +337,44 @@ def test_local_ray_listens_on_loopback_only():
     names = {name for name, _, _ in listeners}
     assert {"gcs_server", "raylet"} <= names, listeners
     assert [entry for entry in listeners if entry[1] != "127.0.0.1"] == [], listeners
+
+
+def test_study_of_an_earlier_space_version_is_refused_in_one_line(
+    tmp_path, capsys, cifar_train, data_root
+):
+    """A trial drawn when `augment` offered other choices: Optuna could not sample the study
+    any more, so the continuation is refused before any trial starts."""
+    from optuna.distributions import CategoricalDistribution
+
+    from training import train_val_split
+
+    _, val_set = train_val_split(cifar_train, 100, 0, 200)
+    recorded = {**RECORDED, "val_size": 100, "train_size": 200}
+    recorded.update(val_fingerprint=split_fingerprint(val_set), data_source=cifar_train.source)
+    db = make_study(tmp_path, recorded)
+    study = optuna.load_study(study_name="cnn_reg", storage=f"sqlite:///{db}")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"augment": "crop_flip"},
+            distributions={"augment": CategoricalDistribution(["crop_flip", "old_preset"])},
+            value=0.5,
+        )
+    )
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    line = run_main(["--out", str(tmp_path), "--data", str(data_root)], capsys)
+    assert line.startswith("error: study 'cnn_reg' was made with an earlier version of space"), line
+    assert "augment" in line and "--study NEW_NAME" in line
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_changed_parameters_names_only_incompatible_ones():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    space = get_space("cnn_reg")
+    recorded = {
+        "augment": CategoricalDistribution(["crop_flip", "old_preset"]),
+        "p1": FloatDistribution(0.0, 0.9),  # another range: Optuna samples it without complaint
+        "sgd_lr": FloatDistribution(0.01, 0.4, log=True),  # no longer asked for
+        "schedule": CategoricalDistribution(["multistep", "cosine", "onecycle"]),
+    }
+    assert space.changed_parameters(recorded) == ["augment"]
