@@ -918,7 +918,8 @@ def _print_summary(
     if note:
         print(note)
     if isinstance(
-        get_space(study.user_attrs.get("space", args.space)).to_config(best.params).policy, tuple
+        get_space(study.user_attrs.get("space", args.space)).trial_config(best.params).policy,
+        tuple,
     ):
         export = ["python", "-m", "search.export_policy", "--study", study_name]
         print("export the best policies: " + _command(export + ["-o", "policy.json"], where))

@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 
 from training import (
+    OPTIMIZERS,
+    PRECISIONS,
     REPORT_RECIPE,
+    SCHEDULES,
     DataError,
     NonFiniteLossError,
     OutputError,
@@ -54,8 +57,6 @@ def floats(text: str) -> tuple[float, ...]:
 def add_train_options(parser: argparse.ArgumentParser) -> None:
     """The options of one training run; every default shown is TrainConfig's."""
     # The names come from training's tables, so a new optimizer or schedule is offered here too.
-    from training import OPTIMIZERS, PRECISIONS, SCHEDULES
-
     d = TrainConfig()
     g = parser.add_argument_group("training (defaults: TrainConfig, or the --recipe)")
     g.add_argument("--model", help=f"model name from the registry (default: {d.model})")
