@@ -34,6 +34,8 @@ class TrialSettings:
     output_dir: str  # absolute; trial folders go under output_dir/trials/
     cpus_per_trial: int
     model: str | None = None  # replaces the space's model (e.g. a policy search's child)
+    # A density space's fold-model record (search/_density.py); None: trials train.
+    folds: dict[str, Any] | None = None
 
 
 def trial_dir(output_dir: str | Path, number: int) -> Path:

@@ -2,7 +2,10 @@
 
 Merges the sub-policies of the study's best completed trials, best first, de-duplicated, into one
 CIFAR10Policy-style JSON (25 sub-policies by default, as in AutoAugment's CIFAR-10 policy, which
-merged the best 5 policies of 5 sub-policies each).
+merged the best 5 policies of 5 sub-policies each; Fast AutoAugment merged its best policies
+likewise). Works on both policy spaces: `policy` (density matching, trials scored by fold models)
+and `policy_child` (a child trained per trial); it prints which trials it merged, with their
+scores.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from ._study import (
 )
 
 
-def merge_sub_policies(study, count: int) -> tuple[list, list[int]]:
-    """Up to `count` distinct sub-policies from the best COMPLETE trials, and the trials used."""
+def merge_sub_policies(study, count: int) -> tuple[list, list]:
+    """Up to `count` distinct sub-policies from the best COMPLETE trials, and the trials used
+    (optuna FrozenTrials, best first)."""
     import optuna
 
     space = get_space(study.user_attrs.get("space", study.study_name))
@@ -45,7 +49,7 @@ def merge_sub_policies(study, count: int) -> tuple[list, list[int]]:
             merged.append(sub)
             took = True
         if took:
-            used.append(trial.number)
+            used.append(trial)
         if len(merged) == count:
             break
     return merged, used
@@ -81,10 +85,15 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write(args.output, lambda tmp: save_policy(Policy(tuple(merged)), tmp))
     except OSError as exc:
         fail(f"cannot write {args.output}: {exc.strerror or exc}")
+    space = get_space(study.user_attrs.get("space", study.study_name))
+    how = {"density": "density matching", "train": "a child trained per trial"}[space.method]
     print(
-        f"wrote {len(merged)} sub-policies from trials "
-        + ", ".join(f"#{n}" for n in used)
-        + f" to {args.output}"
+        f"wrote {len(merged)} sub-policies from {len(used)} trial(s) of study {args.study!r} "
+        f"(space {space.name!r}, scored by {how}) to {args.output}"
+    )
+    print(
+        "merged trials, best first: "
+        + ", ".join(f"#{t.number} ({100 * t.value:.2f}%)" for t in used)
     )
     if len(merged) < args.count:
         print(

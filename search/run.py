@@ -39,6 +39,8 @@ from training import (
 )
 
 from ._console import HelpFormatter, add_data_options, fail, positive_int
+from ._density import add_options as add_density_options
+from ._density import prepare_folds, trial_function
 from ._samplers import SAMPLERS
 from ._space import Space, available_spaces, get_space
 from ._study import (
@@ -160,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for study databases and outputs",
     )
     parser.add_argument("--verbose", action="store_true", help="one line per trial epoch")
+    add_density_options(parser)  # --folds, --fold-epochs, --draws (search/_density.py)
     return parser
 
 
@@ -709,6 +712,8 @@ class _OneLine(logging.Filter):
 def _run_search(job: SearchJob) -> SearchOutcome:
     """Run up to `job.remaining` trials on Ray; the study records them."""
     args, settings = job.args, job.settings
+    # Density spaces: train or reuse the study's fold models (None for spaces whose trials train).
+    folds = prepare_folds(job)
     _start_ray(args.address, args.verbose)
     import ray
     from ray import tune
@@ -717,7 +722,7 @@ def _run_search(job: SearchJob) -> SearchOutcome:
     from ._samplers import make_sampler
     from ._searcher import METRIC, PruningASHA, TrialErrorRecorder, TruthfulOptunaSearch
     from ._study import Heartbeat, sampler_seed
-    from ._trainable import TrialSettings, run_trial
+    from ._trainable import TrialSettings
 
     try:
         resources = ray.cluster_resources()
@@ -762,10 +767,14 @@ def _run_search(job: SearchJob) -> SearchOutcome:
             output_dir=str(job.output_dir),
             cpus_per_trial=plan.cpus_per_trial,
             model=settings.model,
+            folds=folds,
         )
         trainable = tune.with_resources(
             tune.with_parameters(
-                run_trial, settings=trial_settings, train_set=job.train_set, val_set=job.val_set
+                trial_function(trial_settings),
+                settings=trial_settings,
+                train_set=job.train_set,
+                val_set=job.val_set,
             ),
             {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial},
         )

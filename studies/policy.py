@@ -1,8 +1,17 @@
-"""Augmentation-policy search: each trial samples 5 sub-policies of 2 (op, probability, magnitude)
-steps, as AutoAugment's controller did per child model (Cubuk et al. 2018), and trains a child
-model on a reduced training set (4,000 images by default, the size AutoAugment and Fast
-AutoAugment searched on). `python -m search.export_policy` merges the best trials' sub-policies
-into one CIFAR10Policy-style JSON."""
+"""Augmentation-policy search by density matching (Fast AutoAugment, Lim et al. 2019).
+
+Each trial samples 5 sub-policies of 2 (op, probability, magnitude) steps, as AutoAugment's
+controller did (Cubuk et al. 2018), and is scored by inference only: K fold models, trained once
+per study on K-1 folds of the search subset (4,000 images by default, the size AutoAugment and
+Fast AutoAugment searched on) with the baseline augmentation, classify their own held-out fold
+augmented by the trial's policy (search/_density.py; its docstring says how the degenerate
+"do nothing" optimum is kept off). `max_epochs` is the number of slices the held-out images are
+scored in: each slice is one report, so ASHA can stop a weak policy after the first.
+
+`policy_child` (studies/policy_child.py) is the same space scored AutoAugment's way, a child
+model trained per trial. `python -m search.export_policy` merges the best trials' sub-policies of
+either into one CIFAR10Policy-style JSON.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +25,11 @@ SUB_POLICIES = 5
 STEPS = 2
 # AutoAugment discretised probabilities into 11 values (and magnitudes into augment's bins).
 PROBABILITY_BINS = 11
+# Epochs of each fold model: long enough that the fold models classify their held-out fold well
+# above chance (a policy's effect is invisible to a model that has not learnt the data), short
+# enough to be a small share of the search at the CPU scale; `search.run --fold-epochs` changes
+# it (Fast AutoAugment trained its fold models for the full schedule, on GPUs).
+FOLD_EPOCHS = 20
 
 
 def suggest(trial: Any) -> None:
@@ -36,9 +50,10 @@ def sub_policies(params: dict[str, Any]) -> list[list[list[Any]]]:
     return [[step(i, j) for j in range(STEPS)] for i in range(SUB_POLICIES)]
 
 
-def to_config(params: dict[str, Any]) -> TrainConfig:
-    # The child: the reference CNN with a fixed, reasonable recipe, so that only the policy
-    # varies between trials. Crop, flip and Cutout stay around the policy, as in AutoAugment.
+def child_recipe() -> TrainConfig:
+    """The child: the reference CNN with a fixed, reasonable recipe, so that only the policy
+    varies between trials. Crop, flip and Cutout 16 stay around the policy, as in AutoAugment;
+    without a policy this is the baseline augmentation the fold models train with."""
     return TrainConfig(
         model="cnn_reg",
         optimizer="adam",
@@ -47,17 +62,24 @@ def to_config(params: dict[str, Any]) -> TrainConfig:
         weight_decay=5e-4,
         schedule="cosine",
         cutout=16,
-        policy=sub_policies(params),
+        epochs=FOLD_EPOCHS,
     )
+
+
+def to_config(params: dict[str, Any]) -> TrainConfig:
+    return child_recipe().replace(policy=sub_policies(params))
 
 
 SPACE = Space(
     name="policy",
-    description="AutoAugment-style policy: 5 sub-policies x 2 steps of (op, probability, "
-    "magnitude) on a cnn_reg child trained on 4,000 images",
+    description="AutoAugment-style policy (5 sub-policies x 2 steps of op, probability, "
+    "magnitude) scored by density matching: K fold models of cnn_reg on 4,000 images classify "
+    "their held-out fold under the policy (Fast AutoAugment)",
     suggest=suggest,
     to_config=to_config,
     full_epochs=125,
-    max_epochs=30,
+    max_epochs=5,  # slices of the held-out images
     train_size=4000,
+    method="density",
+    fold_recipe=child_recipe,
 )

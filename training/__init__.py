@@ -25,6 +25,7 @@ from ._data import (
     stratified_split,
     train_val_split,
 )
+from ._folds import SliceScore, config_augment, density_scores, fold_splits
 from ._io import (
     OutputError,
     atomic_write,
@@ -59,6 +60,7 @@ __all__ = [
     "OPTIMIZERS",
     "OutputError",
     "PRECISIONS",
+    "SliceScore",
     "REPORT_RECIPE",
     "SCHEDULES",
     "TrainConfig",
@@ -69,9 +71,12 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "check_output_dir",
+    "config_augment",
     "cpu_has_native_bf16",
     "default_data_root",
+    "density_scores",
     "evaluate",
+    "fold_splits",
     "learning_rate",
     "load_cifar10",
     "resolve_device",

@@ -1,4 +1,5 @@
-"""A real policy search, its export, and the exported policy used by a training run."""
+"""A real policy search scored by child training (`policy_child`), its export, and the exported
+policy used by a training run. The density-matching `policy` space: test_density_search.py."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_policy_search_exports_a_policy_the_trainer_uses(tmp_path, data_root):
     search = run(
         "search.run",
         "--space",
-        "policy",
+        "policy_child",
         "--data",
         str(data_root),
         "--trials",
@@ -41,12 +42,13 @@ def test_policy_search_exports_a_policy_the_trainer_uses(tmp_path, data_root):
         "--out",
         str(tmp_path),
     )
-    assert "search.export_policy --study policy" in search.stdout
+    assert "search.export_policy --study policy_child" in search.stdout
+    assert "fold" not in search.stdout, "a child-training search trains no fold models"
     policy_file = tmp_path / "policy.json"
     export = run(
         "search.export_policy",
         "--study",
-        "policy",
+        "policy_child",
         "--studies-dir",
         str(tmp_path),
         "-o",
@@ -54,7 +56,7 @@ def test_policy_search_exports_a_policy_the_trainer_uses(tmp_path, data_root):
         "--count",
         "25",
     )
-    assert "wrote" in export.stdout
+    assert "wrote" in export.stdout and "scored by a child trained per trial" in export.stdout
     data = json.loads(policy_file.read_text())
     assert data["magnitude_table"] == "torchvision" and data["magnitude_bins"] == 10
     subs = data["sub_policies"]

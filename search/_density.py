@@ -1,0 +1,370 @@
+"""Density-matching policy search (Fast AutoAugment, Lim et al. 2019): the search's side.
+
+Once per study, K fold models are trained, each on K-1 folds of the search subset with the
+space's `fold_recipe` (the child recipe with the baseline augmentation: crop, flip, Cutout 16),
+and saved under STUDIES_DIR/STUDY/folds/fold-F through `save_run`. The study records where they
+are and how they were made (user attribute "density": folds, draws, recipe, sizes, seed, data
+fingerprint, seconds, held-out accuracies); a re-run reuses them when its options match, refuses
+with one line when they do not, and stops with one line (exit 2) when a fold-model file is
+missing or belongs to something else. Their training time is part of the search's cost: it is
+printed, and recorded.
+
+A trial is scored by inference only (`score_trial`): each fold model classifies its own held-out
+fold augmented by the trial's policy inside the baseline augmentation (the pipeline the policy
+will be trained with); accuracy is the objective, the loss is recorded too. The held-out images
+are scored in `max_epochs` slices, each slice one report (`training_iteration` = slice,
+`val_accuracy` = accuracy over the slices so far), so ASHA can stop a weak policy after its first
+slice and the study keeps an intermediate value per slice, as for a trained trial. The last
+report carries `finished`. The policy's random draws come from a generator seeded by the trial's
+seed (study seed + trial number). Fold models and held-out folds are loaded once per Ray worker
+process and kept (Tune reuses its actors), not once per trial.
+
+The degenerate optimum. Scored plainly, the best policy is one that does nothing: the fold models
+were trained on the baseline augmentation alone, so any extra change can only move images away
+from what they know, and TPE would drive every probability to 0. Fast AutoAugment's own remedy
+is kept here: each held-out image is augmented `draws` times (their `eval_tta` used as many
+draws as sub-policies, 5) and counts as correct when any draw is classified correctly, its loss
+the smallest over the draws. A policy that does nothing gives the same image (up to crop, flip and
+Cutout) every draw and gains nothing from the extra draws; a policy whose draws are varied but
+still recognisable earns the "any draw" bonus; one that destroys images loses. So the score
+rewards what augmentation is for, diversity that stays in the data's density, rather than
+closeness alone. Two further guards: the export drops sub-policies whose steps never apply, and
+merging the best trials' sub-policies (as Fast AutoAugment merged the top policies of every fold)
+spreads the export over many policies rather than one. Draws cost inference time linearly; the
+`--draws` option trades it (1 = plain density matching).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ._console import fail
+
+ATTR = "density"  # the study's user attribute holding the fold models' record
+FOLDS_DIR = "folds"
+DEFAULT_FOLDS = 5  # Fast AutoAugment's K
+DEFAULT_DRAWS = 5  # Fast AutoAugment's eval_tta: one draw per sub-policy
+# The record's keys that must match for a re-run to reuse the fold models (and their option).
+_MATCH = (
+    ("folds", "--folds"),
+    ("draws", "--draws"),
+    ("fold_epochs", "--fold-epochs"),
+    ("recipe", "--model"),
+    ("seed", "--seed"),
+    ("train_size", "--train-size"),
+    ("fingerprint", "--data"),
+)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """--folds, --fold-epochs and --draws of `search.run` (density spaces only)."""
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="density spaces (policy): fold models K, each trained on K-1 folds of the search "
+        f"subset (default: the study's, else {DEFAULT_FOLDS}; at least 2); --max-epochs is "
+        "then the number of slices the held-out images are scored in",
+    )
+    parser.add_argument(
+        "--fold-epochs",
+        type=int,
+        default=None,
+        help="density spaces: epochs of each fold model (default: the study's, else the space's)",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="density spaces: augmented copies of each held-out image, correct if any is "
+        f"(default: the study's, else {DEFAULT_DRAWS})",
+    )
+
+
+def _option_values(args: argparse.Namespace) -> dict[str, int | None]:
+    return {
+        "--folds": getattr(args, "folds", None),
+        "--fold-epochs": getattr(args, "fold_epochs", None),
+        "--draws": getattr(args, "draws", None),
+    }
+
+
+def prepare_folds(job: Any) -> dict[str, Any] | None:
+    """The study's fold-model record for a density space (training the fold models first when
+    the study has none), None for a space scored by training. Bad input ends the command with
+    one line, exit 2, before any trial runs.
+
+    `job` is search.run's SearchJob (args, space, settings, study, output_dir, train_set).
+    """
+    space, args, study = job.space, job.args, job.study
+    given = {option: value for option, value in _option_values(args).items() if value is not None}
+    if space.method != "density":
+        if given:
+            option = next(iter(given))
+            fail(
+                f"{option} applies only to spaces scored by density matching (policy), not "
+                f"{space.name!r}; leave it out"
+            )
+        return None
+    recorded = study.user_attrs.get(ATTR)
+    defaults = {
+        "--folds": DEFAULT_FOLDS,
+        "--fold-epochs": space.fold_recipe().epochs,
+        "--draws": DEFAULT_DRAWS,
+    }
+    keys = {"--folds": "folds", "--fold-epochs": "fold_epochs", "--draws": "draws"}
+    values = {
+        option: given.get(option, recorded[keys[option]] if recorded else defaults[option])
+        for option in defaults
+    }
+    minimum = {"--folds": 2, "--fold-epochs": 1, "--draws": 1}
+    for option, value in values.items():
+        if value < minimum[option]:
+            fail(f"invalid {option} {value}; expected a whole number >= {minimum[option]}")
+    k, train_set = values["--folds"], job.train_set
+    if k > len(train_set):
+        fail(f"invalid --folds {k}; expected at most the {len(train_set)} search images")
+    from .run import split_fingerprint  # one hash of a set of images, as the study's split
+
+    recipe = space.fold_recipe()
+    if job.settings.model and job.settings.model != recipe.model:
+        recipe = recipe.replace(model=job.settings.model, model_kwargs={})
+    recipe = recipe.replace(epochs=values["--fold-epochs"], seed=job.settings.seed)
+    wanted = {
+        "folds": k,
+        "draws": values["--draws"],
+        "fold_epochs": values["--fold-epochs"],
+        "recipe": recipe.to_dict(),
+        "seed": job.settings.seed,
+        "train_size": len(train_set),
+        "fingerprint": split_fingerprint(train_set),
+    }
+    folder = Path(job.output_dir) / FOLDS_DIR
+    if recorded:
+        _check_matches(job.study_name, recorded, wanted)
+        _check_files(job.study_name, folder, recorded)
+        accuracies = ", ".join(f"{100 * a:.1f}%" for a in recorded["held_out_accuracy"])
+        print(
+            f"reusing {k} fold models in {folder} (trained in {recorded['seconds']:.0f} s; "
+            f"held-out accuracy {accuracies})",
+            flush=True,
+        )
+        return {**recorded, "dir": str(folder)}
+    if any(t.state.is_finished() for t in study.get_trials(deepcopy=False)):
+        fail(
+            f"study {job.study_name!r} holds trials but no fold models: it was scored by "
+            "training a child per trial; continue it with --space policy_child, or pass --study "
+            "NEW_NAME for a density-matching search"
+        )
+    record = {**wanted, **_train_folds(folder, recipe, train_set, k, job.settings.seed, wanted)}
+    from ._study import write_with_retries
+
+    write_with_retries(lambda: study.set_user_attr(ATTR, record))
+    return record
+
+
+def _check_matches(study_name: str, recorded: dict[str, Any], wanted: dict[str, Any]) -> None:
+    for key, option in _MATCH:
+        if recorded.get(key) != wanted[key]:
+            was, now = recorded.get(key), wanted[key]
+            if key == "recipe":
+                was, now = (was or {}).get("model"), now["model"]
+            elif key == "fingerprint":
+                was, now = "other images", "these"
+            fail(
+                f"study {study_name!r}'s fold models were made with {option} {was}, not {now}; "
+                f"leave {option} out to continue it, or pass --study NEW_NAME for a new study"
+            )
+
+
+def fold_folder(folder: Path, fold: int) -> Path:
+    """Where fold model `fold` (0-based) of a study lives."""
+    return folder / f"fold-{fold}"
+
+
+def _check_files(study_name: str, folder: Path, record: dict[str, Any]) -> None:
+    """Every fold model of `record` is in `folder`, saved for this study's fold: else one line."""
+    import torch
+
+    from ._artifacts import ArtifactError, load_model
+
+    for fold in range(record["folds"]):
+        where = fold_folder(folder, fold)
+        missing = [name for name in ("weights.pt", "config.json") if not (where / name).is_file()]
+        if missing:
+            fail(
+                f"fold model file {where / missing[0]} is missing; expected the {record['folds']} "
+                f"fold models study {study_name!r} saved in {folder}: pass --study NEW_NAME to "
+                "train new ones"
+            )
+        try:
+            extra = json.loads((where / "config.json").read_text())
+            load_model(where, torch.device("cpu"))
+        except (OSError, ValueError, ArtifactError) as exc:
+            fail(
+                f"fold model {fold} of study {study_name!r} cannot be used ({_first_line(exc)}); "
+                f"expected the weights.pt and config.json the study saved in {where}: pass "
+                "--study NEW_NAME to train new fold models"
+            )
+        expected = {"fold": fold, "folds": record["folds"], "fingerprint": record["fingerprint"]}
+        if any(extra.get(key) != value for key, value in expected.items()):
+            fail(
+                f"{where} holds a foreign model (fold {extra.get('fold')!r} of "
+                f"{extra.get('folds')!r}, data {extra.get('fingerprint')!r}); expected fold "
+                f"{fold} of {record['folds']} of study {study_name!r}: pass --study NEW_NAME "
+                "to train new fold models"
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _train_folds(
+    folder: Path, recipe: Any, train_set: Any, k: int, seed: int, wanted: dict[str, Any]
+) -> dict[str, Any]:
+    """Train and save the K fold models; what the record adds (sizes, accuracies, seconds)."""
+    from training import NonFiniteLossError, OutputError, evaluate, fold_splits, train
+
+    from ._artifacts import save_run
+
+    start = time.perf_counter()
+    accuracies, sizes = [], []
+    print(
+        f"training {k} fold models ({recipe.model}, {recipe.epochs} epochs, "
+        f"{len(train_set)} search images) into {folder}",
+        flush=True,
+    )
+    for fold, (kept, held) in enumerate(fold_splits(train_set.labels, k, seed)):
+        fold_start = time.perf_counter()
+        config = recipe.replace(seed=seed + fold)  # distinct initialisations across folds
+        try:
+            result = train(config, train_set.subset(kept))
+            held_out = evaluate(result.model, train_set.subset(held), precision=config.precision)
+            save_run(
+                fold_folder(folder, fold),
+                result.model,
+                config,
+                fold=fold,
+                folds=k,
+                fingerprint=wanted["fingerprint"],
+            )
+        except OutputError as exc:
+            fail(f"{exc}; free space there and run the same command again", code=1)
+        except NonFiniteLossError as exc:
+            fail(f"fold model {fold} did not train ({exc}); expected a recipe that trains", code=1)
+        accuracies.append(round(held_out.accuracy, 6))
+        sizes.append(len(held))
+        print(
+            f"fold {fold + 1}/{k}: trained on {len(kept)} images in "
+            f"{time.perf_counter() - fold_start:.1f} s, held-out accuracy "
+            f"{100 * held_out.accuracy:.2f}% ({len(held)} images)",
+            flush=True,
+        )
+    seconds = round(time.perf_counter() - start, 1)
+    print(f"fold models: {seconds:.1f} s in all (part of the search's cost)", flush=True)
+    return {
+        "dir": str(folder),
+        "held_out_sizes": sizes,
+        "held_out_accuracy": accuracies,
+        "seconds": seconds,
+        "trained": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+# Per Ray worker process: (fold folder, record fingerprint, device) -> (models, held-out folds).
+_LOADED: dict[tuple[str, str, str], tuple[list, list]] = {}
+
+
+def _fold_models(record: dict[str, Any], train_set: Any, device: Any) -> tuple[list, list]:
+    """The study's fold models and their held-out folds on `device`, loaded once per process."""
+    key = (record["dir"], record["fingerprint"], str(device))
+    if key not in _LOADED:
+        from training import fold_splits
+
+        from ._artifacts import load_model
+
+        folder = Path(record["dir"])
+        models = [load_model(fold_folder(folder, f), device)[0] for f in range(record["folds"])]
+        splits = fold_splits(train_set.labels, record["folds"], record["seed"])
+        held = [train_set.subset(held).to(device) for _, held in splits]
+        _LOADED.clear()  # one study per worker at a time: keep memory to one set of models
+        _LOADED[key] = (models, held)
+    return _LOADED[key]
+
+
+def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_set: Any) -> None:
+    """Score one policy by density matching; ASHA may stop it after any slice.
+
+    The trial function Ray runs for a density space (`trial_function`); `val_set` is unused
+    (the fold models' held-out folds are the scoring data) but kept so that both trial
+    functions take the same arguments.
+    """
+    import ray
+    import torch
+    from ray import tune
+
+    from training import config_augment, density_scores
+
+    from ._space import get_space
+
+    start = time.perf_counter()
+    number = int(config["trial_number"])
+    params = {k: v for k, v in config.items() if k != "trial_number"}
+    record = settings.folds
+    trial_config = get_space(settings.space).trial_config(params, model=settings.model)
+    torch.set_num_threads(max(1, settings.cpus_per_trial))
+    use_cuda = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
+    device = torch.device("cuda" if use_cuda else "cpu")
+    models, held = _fold_models(record, train_set, device)
+    generator = torch.Generator(device=device).manual_seed(settings.seed + number)
+    count = correct = 0
+    loss_sum = 0.0
+    scores = density_scores(
+        models,
+        held,
+        config_augment(trial_config),
+        slices=settings.max_epochs,
+        draws=record["draws"],
+        generator=generator,
+        device=device,
+        precision=trial_config.precision,
+    )
+    for step, score in enumerate(scores, 1):
+        count, correct, loss_sum = (
+            count + score.count,
+            correct + score.correct,
+            loss_sum + score.loss_sum,
+        )
+        metrics = {
+            "val_accuracy": correct / max(count, 1),
+            "val_loss": loss_sum / max(count, 1),
+            "slice_accuracy": score.correct / max(score.count, 1),
+            "images_scored": count,
+            "trial_number": number,
+            "trial_time": round(time.perf_counter() - start, 3),
+        }
+        if step < settings.max_epochs:
+            tune.report(metrics)
+    device_name = torch.cuda.get_device_name(device) if use_cuda else "cpu"
+    tune.report(
+        {
+            **metrics,
+            "wall_time": round(time.perf_counter() - start, 3),
+            "device": device_name,
+            "finished": True,
+        }
+    )
+
+
+def trial_function(settings: Any) -> Any:
+    """The function Ray runs per trial: `score_trial` when `settings` carry fold models, else
+    `run_trial` (a trained trial)."""
+    from ._trainable import run_trial
+
+    return score_trial if settings.folds else run_trial

@@ -1,0 +1,21 @@
+"""Augmentation-policy search scored AutoAugment's way (Cubuk et al. 2018): each trial samples
+the `policy` space's 5 sub-policies x 2 steps and trains a child model (cnn_reg, the `policy`
+space's recipe) on a reduced training set with that policy; its validation accuracy is the
+reward. Costlier and noisier than density matching (`--space policy`), kept for users who want
+AutoAugment's reward. `python -m search.export_policy` exports it the same way."""
+
+from __future__ import annotations
+
+from search import Space
+from studies.policy import suggest, to_config
+
+SPACE = Space(
+    name="policy_child",
+    description="AutoAugment-style policy: 5 sub-policies x 2 steps of (op, probability, "
+    "magnitude), each trial training a cnn_reg child on 4,000 images",
+    suggest=suggest,
+    to_config=to_config,
+    full_epochs=125,
+    max_epochs=30,
+    train_size=4000,
+)
