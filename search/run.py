@@ -697,9 +697,13 @@ def _start_ray(address: str | None, verbose: bool) -> None:
 
 
 class _OneLine(logging.Filter):
-    """Shortens a logged error with a traceback to one line ending in the exception."""
+    """Shortens a logged error with a traceback to one line ending in the exception; drops
+    Tune's failed syncs of its own experiment state, which this project never reads (a search
+    continues from the study database), so a full disk is told once, by the search's error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Saving experiment state to storage"):
+            return False
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             record.msg = f"{record.getMessage().strip()} {type(exc).__name__}: {exc}"

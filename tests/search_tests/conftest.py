@@ -63,7 +63,9 @@ def real_study(data_root, tmp_path_factory) -> RealStudy:
     """A real search of 8 trials (about a minute on two CPU cores); skipped without the data.
 
     Its first trial is enqueued with a learning rate that diverges, so the study holds a FAIL
-    trial beside the COMPLETE and PRUNED ones, as real studies do.
+    trial beside the COMPLETE and PRUNED ones, as real studies do. Every trial uses the
+    report's multistep schedule (the other parameters are sampled), so the retrain tests can
+    check how its milestones scale whichever trial is best.
     """
     import optuna
 
@@ -72,7 +74,11 @@ def real_study(data_root, tmp_path_factory) -> RealStudy:
         study_name=STUDY, storage=f"sqlite:///{out / STUDY}.db", direction="maximize"
     )
     # Out of the space's range on purpose: Optuna uses an enqueued value anyway (with a warning).
-    study.enqueue_trial({"optimizer": "sgd", "sgd_lr": 1e6, "batch_size": 32})
+    study.enqueue_trial(
+        {"optimizer": "sgd", "sgd_lr_per_128": 1e6, "batch_size": 32, "schedule": "multistep"}
+    )
+    for _ in range(int(SEARCH_ARGS[SEARCH_ARGS.index("--trials") + 1]) - 1):
+        study.enqueue_trial({"schedule": "multistep"})
     proc = subprocess.run(
         [
             sys.executable,
