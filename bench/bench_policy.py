@@ -32,7 +32,6 @@ Scales (`--scale`, each value can still be given by its own option):
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
-from _machine import machine_name  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _log import append, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _machine import machine_name  # noqa: E402
 
 POLICIES = ("none", "cifar10", "trivialaugment", "randaugment", "exported")
 SCALES: dict[str, dict[str, Any]] = {
@@ -70,18 +70,6 @@ SCALES: dict[str, dict[str, Any]] = {
     },
 }
 STUDY = "policy"
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def append(path: Path, row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as log:
-        log.write(json.dumps(row) + "\n")
 
 
 def run_search(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:

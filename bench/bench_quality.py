@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
-from _machine import machine_name  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _log import append, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _machine import machine_name  # noqa: E402
 
 
 def hand_recipe() -> Any:
@@ -57,18 +58,6 @@ def recipes() -> dict[str, Any]:
     from training import REPORT_RECIPE
 
     return {"report": REPORT_RECIPE, "hand": hand_recipe()}
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def append(path: Path, row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as log:
-        log.write(json.dumps(row) + "\n")
 
 
 def run_recipes(args: argparse.Namespace, done: set[tuple[str, int]]) -> None:

@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
-from _machine import machine_name  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _log import append, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _machine import machine_name  # noqa: E402
 
 EARLY_EPOCHS = (1, 2, 3, 5, 8)
 GRACE_PERIODS = (1, 2, 3, 5)
@@ -59,12 +60,6 @@ def draw_configurations(space_name: str, count: int, seed: int) -> list[dict[str
     return drawn
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def measure(args: argparse.Namespace) -> None:
     """Train every drawn configuration not yet in the log; append each as it finishes."""
     import torch
@@ -81,7 +76,6 @@ def measure(args: argparse.Namespace) -> None:
         return
     data = load_cifar10(args.data, "train")
     train_set, val_set = train_val_split(data, args.val_size, args.seed, args.train_size)
-    args.log.parent.mkdir(parents=True, exist_ok=True)
     print(
         f"training {len(todo)} of {args.configs} configurations for {args.epochs} epochs on "
         f"{len(train_set)} images (validation {len(val_set)}) on {machine_name()}",
@@ -113,8 +107,7 @@ def measure(args: argparse.Namespace) -> None:
             "train_size": len(train_set),
             "machine": machine_name(),
         }
-        with args.log.open("a") as log:
-            log.write(json.dumps(row) + "\n")
+        append(args.log, row)
         last = f"{100 * curve[-1]:.2f}%" if curve else "-"
         print(
             f"config {index}: final val {last} after {len(curve)} epochs, "

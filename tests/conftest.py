@@ -1,8 +1,12 @@
-"""Shared fixtures: the real CIFAR-10 JPEGs in ../shared/data and small slices of them."""
+"""Shared fixtures: the real CIFAR-10 JPEGs in ../shared/data and small slices of them, and small
+or read-only disks (tmpfs mounts) for the tests of what commands do when they cannot write."""
 
 from __future__ import annotations
 
+import errno
+import gc
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,3 +33,68 @@ def cifar_train(data_root):
     from training import load_cifar10
 
     return load_cifar10(data_root, "train", download=False)
+
+
+def mount_tmpfs(folder: Path, *options: str) -> None:
+    """A 1 MiB tmpfs at `folder` (with `options`, e.g. "ro"); skips the test where it cannot."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(["size=1m", *options]), "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+
+
+def unmount(folder: Path) -> None:
+    """Unmount `folder`, after closing files a failed writer may still hold open there."""
+    gc.collect()
+    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def _remount(folder: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
+
+
+@pytest.fixture
+def remount():
+    """`remount(folder, options)` changes a mounted tmpfs's options, e.g. "ro" or "size=64m"."""
+    return _remount
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A writable 1 MiB tmpfs: too small for a trial's weights (`remount` grows it or makes it
+    read-only: root can still write to a chmod-ed folder, not to a read-only mount)."""
+    folder = tmp_path / "disk"
+    mount_tmpfs(folder)
+    try:
+        yield folder
+    finally:
+        unmount(folder)
+
+
+@pytest.fixture
+def read_only(tmp_path) -> Path:
+    """A read-only folder (a read-only mount: unwritable even for root)."""
+    folder = tmp_path / "ro"
+    mount_tmpfs(folder, "ro")
+    try:
+        yield folder
+    finally:
+        unmount(folder)
+
+
+@pytest.fixture
+def full_disk(small_disk) -> Path:
+    """A folder on a disk with no space left: the small disk filled by one file, `filler`."""
+    with open(small_disk / "filler", "wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return small_disk

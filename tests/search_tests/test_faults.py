@@ -210,24 +210,6 @@ def test_killed_trial_worker_fails_that_trial_and_the_search_goes_on(tmp_path, d
     assert sum(t.state in (States.COMPLETE, States.PRUNED) for t in trials) == 3
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs: too small for a trial's weights. Remounted bigger by `grow(size)`."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield folder
-    finally:
-        if subprocess.run(["umount", str(folder)]).returncode:
-            subprocess.run(["umount", "-l", str(folder)])
-
-
-def grow(folder: Path, size: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
-
-
 def full_disk_command(data_root: Path, studies_dir: Path, *extra: str) -> list[str]:
     return [
         *search_command(studies_dir, data_root, 2)[:-2],
@@ -239,7 +221,7 @@ def full_disk_command(data_root: Path, studies_dir: Path, *extra: str) -> list[s
     ]
 
 
-def test_full_disk_trials_keep_their_values_and_run_again(small_disk, tmp_path, data_root):
+def test_full_disk_trials_keep_their_values_and_run_again(small_disk, remount, tmp_path, data_root):
     """Weights that do not fit: the trial is FAIL "not saved", its values kept; it does not
     count towards --trials, the driver ends with one line, and a re-run runs it again."""
     db = tmp_path / "db" / "cnn_reg.db"
@@ -262,7 +244,7 @@ def test_full_disk_trials_keep_their_values_and_run_again(small_disk, tmp_path, 
         assert trial.user_attrs["epochs_run"] == 1 and 1 in trial.intermediate_values
     assert not [p for p in small_disk.rglob("*") if p.name.endswith(".tmp")]
 
-    grow(small_disk, "64m")
+    remount(small_disk, "size=64m")
     done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ran = 2 - sum(t.state in (States.COMPLETE, States.PRUNED) for t in trials)

@@ -161,40 +161,26 @@ def test_studies_dir_that_is_a_file_or_under_one(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A read-only tmpfs (root can still write to a chmod-ed folder, not to a read-only mount)."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield folder
-    finally:
-        if subprocess.run(["umount", str(folder)]).returncode:
-            subprocess.run(["umount", "-l", str(folder)])
-
-
-def test_studies_dir_read_only(read_only_dir, capsys):
-    make_study(read_only_dir)
-    subprocess.run(["mount", "-o", "remount,ro", str(read_only_dir)], check=True)
-    missing = str(read_only_dir.parent / "no-data")
-    line = run_main(["--studies-dir", str(read_only_dir / "new"), "--data", missing], capsys)
+def test_studies_dir_read_only(small_disk, remount, capsys):
+    make_study(small_disk)
+    remount(small_disk, "ro")
+    missing = str(small_disk.parent / "no-data")
+    line = run_main(["--studies-dir", str(small_disk / "new"), "--data", missing], capsys)
     assert line == (
-        f"error: --studies-dir {read_only_dir / 'new'} is not writable ({read_only_dir}); "
+        f"error: --studies-dir {small_disk / 'new'} is not writable ({small_disk}); "
         "expected a writable folder"
     )
     # An existing database in a read-only --studies-dir.
-    line = run_main(["--studies-dir", str(read_only_dir), "--data", missing], capsys)
+    line = run_main(["--studies-dir", str(small_disk), "--data", missing], capsys)
     assert line == (
-        f"error: --studies-dir {read_only_dir} is not writable ({read_only_dir}); "
+        f"error: --studies-dir {small_disk} is not writable ({small_disk}); "
         "expected a writable folder"
     )
     # An existing database there, named by --storage from a writable --studies-dir.
-    url = f"sqlite:///{read_only_dir / 'cnn_reg.db'}"
-    out = read_only_dir.parent / "out"
+    url = f"sqlite:///{small_disk / 'cnn_reg.db'}"
+    out = small_disk.parent / "out"
     line = run_main(["--storage", url, "--studies-dir", str(out), "--data", missing], capsys)
-    assert line.startswith(f"error: --storage {read_only_dir} is not writable"), line
+    assert line.startswith(f"error: --storage {small_disk} is not writable"), line
     assert not out.exists()
 
 

@@ -4,62 +4,12 @@ which need root; skipped with the reason where mounting is not allowed)."""
 from __future__ import annotations
 
 import errno
-import gc
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 from training import OutputError, atomic_write, atomic_write_json, check_output_dir
-
-
-def mount_tmpfs(folder: Path, *options: str) -> None:
-    """A 1 MiB tmpfs at `folder` (with `options`, e.g. "ro"); skips the test where it cannot."""
-    folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", ",".join(["size=1m", *options]), "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-
-
-def unmount(folder: Path) -> None:
-    """Unmount `folder`, after closing files a failed writer may still hold open there."""
-    gc.collect()
-    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "--lazy", str(folder)], check=True)
-
-
-@pytest.fixture
-def read_only(tmp_path) -> Path:
-    """A read-only folder (a read-only mount: unwritable even for root)."""
-    folder = tmp_path / "ro"
-    mount_tmpfs(folder, "ro")
-    try:
-        yield folder
-    finally:
-        unmount(folder)
-
-
-@pytest.fixture
-def full_disk(tmp_path) -> Path:
-    """A folder on a disk with no space left: a 1 MiB tmpfs filled by one file."""
-    folder = tmp_path / "full"
-    mount_tmpfs(folder)
-    try:
-        with open(folder / "filler", "wb") as filler:
-            try:
-                while True:
-                    filler.write(b"\0" * 65536)
-                    filler.flush()
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-        yield folder
-    finally:
-        unmount(folder)
 
 
 def test_full_disk_is_named_and_leaves_the_old_file(full_disk):
