@@ -42,6 +42,11 @@ class Space:
     # is then the number of slices the held-out images are scored in.
     method: str = "train"
     fold_recipe: Callable[[], TrainConfig] | None = None  # "density": the fold models' run
+    # ASHA's defaults for this space's searches: epochs (or slices) every trial gets, and the
+    # share 1/reduction_factor kept at each rung. bench/bench_rank.py measures how well early
+    # epochs rank a space's configurations, which is what these should follow.
+    grace_period: int = 1
+    reduction_factor: int = 3
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

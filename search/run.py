@@ -102,14 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grace-period",
         type=positive_int,
-        default=1,
-        help="epochs every trial gets before ASHA may stop it",
+        default=None,
+        help="epochs every trial gets before ASHA may stop it (default: the space's, at most "
+        "--max-epochs)",
     )
     parser.add_argument(
         "--reduction-factor",
         type=positive_int,
-        default=3,
-        help="ASHA keeps 1/this of the trials at each rung",
+        default=None,
+        help="ASHA keeps 1/this of the trials at each rung (default: the space's)",
     )
     parser.add_argument(
         "--model",
@@ -302,6 +303,7 @@ def _main(argv: list[str] | None) -> None:
     except ValueError as exc:
         fail(str(exc))
     study_name = args.study or space.name
+    args.reduction_factor = args.reduction_factor or space.reduction_factor
     if args.reduction_factor < 2:
         fail(f"--reduction-factor {args.reduction_factor} is too small; expected >= 2")
     if args.gpus_per_trial is not None and not (
@@ -345,6 +347,8 @@ def _main(argv: list[str] | None) -> None:
         settings = resolve_settings(args, space, study_name, recorded)
     except SettingsConflict as exc:
         fail(str(exc))
+    if args.grace_period is None:
+        args.grace_period = min(space.grace_period, settings.max_epochs)
     if args.grace_period > settings.max_epochs:
         fail(
             f"--grace-period {args.grace_period} exceeds --max-epochs {settings.max_epochs}; "
