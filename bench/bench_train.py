@@ -1,7 +1,7 @@
 """Epoch time of our trainer against the reference report's DataLoader pipeline, same machine.
 
 Ours: `training.train` (whole training set resident on the device, crop + flip on whole batches;
-on CUDA its defaults: bf16 autocast, channels_last, fused Adam, cudnn.benchmark), Adam 1e-3,
+channels_last; on CUDA its defaults: bf16 autocast, fused Adam, cudnn.benchmark), Adam 1e-3,
 batch 128, no validation. `--precision bf16` runs ours under bf16 autocast on a CPU with native
 bf16 (AVX512-BF16 or AMX) too; the reference stays in fp32, as the report ran it.
 Reference: what the course report ran: a torchvision `DataLoader` (shuffle, `--workers` worker
