@@ -66,15 +66,19 @@ class Space:
         epochs: int | None = None,
         seed: int | None = None,
         model: str | None = None,
+        precision: str | None = None,
     ) -> TrainConfig:
-        """The run a trial's `params` stand for: `to_config(params)` with the run's length and
-        seed (None keeps the space's), on `model` instead of the space's when one is given.
+        """The run a trial's `params` stand for: `to_config(params)` with the run's length,
+        seed and autocast precision (None keeps the space's), on `model` instead of the space's
+        when one is given.
 
         A search trial, its retrain and every command that reads a trial back build its run here.
         """
         config = self.to_config(params)
         changes = {
-            key: value for key, value in (("epochs", epochs), ("seed", seed)) if value is not None
+            key: value
+            for key, value in (("epochs", epochs), ("seed", seed), ("precision", precision))
+            if value is not None
         }
         if model and model != config.model:
             # The space's model arguments (e.g. cnn_reg's dropout) belong to its own model.

@@ -34,6 +34,7 @@ class TrialSettings:
     output_dir: str  # absolute; trial folders go under output_dir/trials/
     cpus_per_trial: int
     model: str | None = None  # replaces the space's model (e.g. a policy search's child)
+    precision: str = "auto"  # training.PRECISIONS, the same for every trial of a study
     # A density space's fold-model record (search/_density.py); None: trials train.
     folds: dict[str, Any] | None = None
 
@@ -54,7 +55,11 @@ def run_trial(
     number = int(config["trial_number"])
     params = {k: v for k, v in config.items() if k != "trial_number"}
     train_config = get_space(settings.space).trial_config(
-        params, epochs=settings.max_epochs, seed=settings.seed + number, model=settings.model
+        params,
+        epochs=settings.max_epochs,
+        seed=settings.seed + number,
+        model=settings.model,
+        precision=settings.precision,
     )
     torch.set_num_threads(max(1, settings.cpus_per_trial))
     use_cuda = bool(ray.get_gpu_ids()) and torch.cuda.is_available()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from training import (
     CIFAR10_SHORT_NAMES,
+    PRECISIONS,
     DataError,
     NonFiniteLossError,
     atomic_write_json,
@@ -26,6 +27,7 @@ from training import (
     evaluate,
     load_cifar10,
     resolve_device,
+    resolve_precision,
     train,
     train_val_split,
 )
@@ -82,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="training seed (default: the trial's own, study seed + number)",
     )
     parser.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        default=None,
+        help="autocast: auto = bf16 on CUDA, fp32 on CPU; bf16 on CPU needs native bf16 "
+        "(default: the study's, else auto)",
+    )
+    parser.add_argument(
         "--full-train",
         action="store_true",
         help="train on all 50,000 training images (the validation split joins)",
@@ -125,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             epochs=args.epochs or space.full_epochs,
             seed=seed,
             model=study.user_attrs.get("model_override"),
+            precision=args.precision or study.user_attrs.get("precision", "auto"),
         ).replace(
             **({"policy": args.policy} if args.policy else {}),
             **({"patience": args.patience} if args.patience else {}),
@@ -136,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         if config.patience and args.full_train:
             raise ValueError("--patience needs the validation split; drop --full-train")
         device = resolve_device(args.device)
+        resolve_precision(config.precision, device)  # bf16 on a CPU without it: one line here
         out = _output_folder(args, study.study_name)
         data = load_cifar10(args.data, "train")
         test = load_cifar10(args.data, "test")

@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from training import (
+    PRECISIONS,
     DataError,
     LabeledImages,
     OutputError,
     check_output_dir,
     load_cifar10,
+    resolve_precision,
     train_val_split,
 )
 
@@ -125,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Optuna sampler (default: the study's, else {DEFAULT_SAMPLER})",
     )
     parser.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        default=None,
+        help="autocast of every trial: auto = bf16 on CUDA, fp32 on CPU; bf16 on CPU needs "
+        "native bf16 (AVX512-BF16 or AMX) (default: the study's, else auto)",
+    )
+    parser.add_argument(
         "--gpus-per-trial",
         type=float,
         default=None,
@@ -184,6 +193,7 @@ class StudySettings:
     val_size: int
     seed: int  # the split's seed; trial n trains with seed + n
     model: str | None  # replaces the space's model; None: the space's own
+    precision: str  # training.PRECISIONS: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16"
     sampler: str
 
 
@@ -200,6 +210,7 @@ _RECORDED = (
     ("--val-size", "val_size", "val_size"),
     ("--seed", "seed", "seed"),
     ("--model", "model_override", "model"),
+    ("--precision", "precision", "precision"),
 )
 
 
@@ -217,6 +228,7 @@ def resolve_settings(
         "val_size": DEFAULT_VAL_SIZE,
         "seed": DEFAULT_SEED,
         "model": None,
+        "precision": "auto",
     }
     values: dict[str, Any] = {}
     for option, key, field in _RECORDED:
@@ -347,6 +359,13 @@ def _main(argv: list[str] | None) -> None:
         settings = resolve_settings(args, space, study_name, recorded)
     except SettingsConflict as exc:
         fail(str(exc))
+    import torch
+
+    if settings.precision == "bf16" and args.address is None and not torch.cuda.is_available():
+        try:  # a local CPU-only search: every trial would fail on a CPU without native bf16
+            resolve_precision("bf16", torch.device("cpu"))
+        except ValueError as exc:
+            fail(str(exc))
     if args.grace_period is None:
         args.grace_period = min(space.grace_period, settings.max_epochs)
     if args.grace_period > settings.max_epochs:
@@ -605,6 +624,7 @@ def _open_study(
         "seed": settings.seed,
         "sampler": settings.sampler,
         "model_override": settings.model,
+        "precision": settings.precision,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }.items():
         if key not in study.user_attrs:
@@ -775,6 +795,7 @@ def _run_search(job: SearchJob) -> SearchOutcome:
             output_dir=str(job.output_dir),
             cpus_per_trial=plan.cpus_per_trial,
             model=settings.model,
+            precision=settings.precision,
             folds=folds,
         )
         trainable = tune.with_resources(

@@ -36,6 +36,8 @@ SEARCH_ARGS = [
     "400",
     "--val-size",
     "500",
+    "--precision",
+    "fp32",
 ]
 
 

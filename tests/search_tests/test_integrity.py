@@ -41,6 +41,7 @@ RECORDED = {
     "seed": 0,
     "sampler": "tpe",
     "model_override": None,
+    "precision": "fp32",
 }
 
 
@@ -57,13 +58,14 @@ def test_new_study_takes_options_then_defaults():
         val_size=5000,
         seed=0,
         model=None,
+        precision="auto",
         sampler="tpe",
     )
     assert settings_for("--seed", "5", "--val-size", "400").seed == 5
 
 
 def test_continued_study_takes_its_recorded_settings():
-    assert settings_for(recorded=RECORDED) == StudySettings(3, 500, 500, 0, None, "tpe")
+    assert settings_for(recorded=RECORDED) == StudySettings(3, 500, 500, 0, None, "fp32", "tpe")
     # The same values given again, or another sampler, continue it too.
     same = ("--max-epochs", "3", "--val-size", "500", "--seed", "0", "--sampler", "random")
     assert settings_for(*same, recorded=RECORDED).sampler == "random"
@@ -77,6 +79,7 @@ def test_continued_study_takes_its_recorded_settings():
         (["--seed", "5"], "--seed 0, not 5"),
         (["--max-epochs", "2"], "--max-epochs 3, not 2"),
         (["--model", "resnet20"], "--model the space's own model, not resnet20"),
+        (["--precision", "bf16"], "--precision fp32, not bf16"),
     ],
 )
 def test_continued_study_refuses_other_settings(argv, expected):
@@ -194,6 +197,22 @@ def test_gpu_share_without_a_gpu_is_refused_before_the_data(tmp_path, capsys):
         ["--gpus-per-trial", "2", "--out", str(tmp_path / "o"), "--data", missing], capsys
     )
     assert "--gpus-per-trial 2.0 asks for" in line and "GPU" in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_before_the_data(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import training._trainer
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: bf16 trials would run there")
+    monkeypatch.setattr(training._trainer, "cpu_has_native_bf16", lambda: False)
+    missing = str(tmp_path / "no-data")  # reading it would fail with another message
+    line = run_main(
+        ["--precision", "bf16", "--out", str(tmp_path / "o"), "--data", missing], capsys
+    )
+    assert line.startswith("error: invalid precision='bf16'; this CPU has no native bf16"), line
     assert not (tmp_path / "o").exists()
 
 

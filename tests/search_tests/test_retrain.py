@@ -54,6 +54,12 @@ def test_retrain_takes_best_trial_and_scales_milestones(real_study, retrained):
     assert config["trial"] == best.number and config["params"] == best.params
     train_config = config["train_config"]
     assert train_config["epochs"] == 5
+    # The search's --precision is recorded, used by every trial, and taken by the retrain.
+    assert study.user_attrs["precision"] == "fp32" and train_config["precision"] == "fp32"
+    trial_configs = list(real_study.out.glob("**/trials/*/config.json"))
+    assert trial_configs, "no trial saved its configuration"
+    for path in trial_configs:
+        assert json.loads(path.read_text())["train_config"]["precision"] == "fp32", path
     # Milestones stay fractions; the MultiStepLR epochs follow the new length.
     fractions = (best.params["milestone1"], best.params["milestone2"])
     assert train_config["milestones"] == list(fractions)
