@@ -10,28 +10,32 @@ missing or belongs to something else. Their training time is part of the search'
 printed, and recorded.
 
 A trial is scored by inference only (`score_trial`): each fold model classifies its own held-out
-fold augmented by the trial's policy inside the baseline augmentation (the pipeline the policy
-will be trained with); accuracy is the objective, the loss is recorded too. The held-out images
-are scored in `max_epochs` slices, each slice one report (`training_iteration` = slice,
-`val_accuracy` = accuracy over the slices so far), so ASHA can stop a weak policy after its first
-slice and the study keeps an intermediate value per slice, as for a trained trial. The last
-report carries `finished`. The policy's random draws come from a generator seeded by the trial's
-seed (study seed + trial number). Fold models and held-out folds are loaded once per Ray worker
-process and kept (Tune reuses its actors), not once per trial.
+fold augmented by the trial's policy alone (`scoring_augment`: no crop, flip or Cutout around it);
+accuracy is the objective, the loss is recorded too. The held-out images are scored in
+`max_epochs` slices, each slice one report (`training_iteration` = slice, `val_accuracy` =
+accuracy over the slices so far), so ASHA can stop a weak policy after its first slice and the
+study keeps an intermediate value per slice, as for a trained trial. The last report carries
+`finished`. Every trial of a study draws its random numbers from one generator seed (the study's
+seed): common random numbers, so that two policies differ in score by what they do, not by the
+luck of their draws. Fold models and held-out folds are loaded once per Ray worker process and
+kept (Tune reuses its actors), not once per trial.
 
 The degenerate optimum. Scored plainly, the best policy is one that does nothing: the fold models
 were trained on the baseline augmentation alone, so any extra change can only move images away
-from what they know, and TPE would drive every probability to 0. Fast AutoAugment's own remedy
-is kept here: each held-out image is augmented `draws` times (their `eval_tta` used as many
-draws as sub-policies, 5) and counts as correct when any draw is classified correctly, its loss
-the smallest over the draws. A policy that does nothing gives the same image (up to crop, flip and
-Cutout) every draw and gains nothing from the extra draws; a policy whose draws are varied but
-still recognisable earns the "any draw" bonus; one that destroys images loses. So the score
-rewards what augmentation is for, diversity that stays in the data's density, rather than
-closeness alone. Two further guards: the export drops sub-policies whose steps never apply, and
-merging the best trials' sub-policies (as Fast AutoAugment merged the top policies of every fold)
-spreads the export over many policies rather than one. Draws cost inference time linearly; the
-`--draws` option trades it (1 = plain density matching).
+from what they know, and TPE would drive every probability to 0. Fast AutoAugment's remedy is
+kept: each held-out image is augmented `draws` times (their `eval_tta`) and counts as correct when
+any draw is classified correctly, its loss the smallest over the draws. That remedy only works on
+the policy alone: scored inside the baseline augmentation (as a first version here did), a policy
+that does nothing still gets varied draws from the random crop, flip and Cutout, earns the same
+"any draw" bonus as a useful policy, and ranked first in a 17-trial run (bench/RESULTS.md). On the
+policy alone a policy that does nothing gives the same image every draw and scores exactly the
+fold models' plain held-out accuracy; a policy whose draws are varied but still recognisable
+earns the bonus; one that destroys images loses. So the score rewards what augmentation is for,
+diversity that stays in the data's density, rather than closeness alone. Two further guards: the
+export drops sub-policies whose steps never apply, and merging the best trials' sub-policies (as
+Fast AutoAugment merged the top policies of every fold) spreads the export over many policies
+rather than one. Draws cost inference time linearly; `--draws` trades it (1 = plain density
+matching, where doing nothing wins).
 """
 
 from __future__ import annotations
@@ -133,7 +137,9 @@ def prepare_folds(job: Any) -> dict[str, Any] | None:
     recipe = space.fold_recipe()
     if job.settings.model and job.settings.model != recipe.model:
         recipe = recipe.replace(model=job.settings.model, model_kwargs={})
-    recipe = recipe.replace(epochs=values["--fold-epochs"], seed=job.settings.seed)
+    recipe = recipe.replace(
+        epochs=values["--fold-epochs"], seed=job.settings.seed, precision=job.settings.precision
+    )
     wanted = {
         "folds": k,
         "draws": values["--draws"],
@@ -298,6 +304,16 @@ def _fold_models(record: dict[str, Any], train_set: Any, device: Any) -> tuple[l
     return _LOADED[key]
 
 
+def scoring_augment(trial_config: Any) -> Any:
+    """The augmentation a density trial is scored with: `trial_config`'s policy alone.
+
+    Without the crop, flip, rotation and Cutout the policy is trained inside, a policy that does
+    nothing returns every image unchanged on every draw (see the module docstring)."""
+    from training import config_augment
+
+    return config_augment(trial_config.replace(crop_padding=0, flip=False, rotation=0.0, cutout=0))
+
+
 def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_set: Any) -> None:
     """Score one policy by density matching; ASHA may stop it after any slice.
 
@@ -309,7 +325,7 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
     import torch
     from ray import tune
 
-    from training import config_augment, density_scores
+    from training import density_scores
 
     from ._space import get_space
 
@@ -317,18 +333,21 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
     number = int(config["trial_number"])
     params = {k: v for k, v in config.items() if k != "trial_number"}
     record = settings.folds
-    trial_config = get_space(settings.space).trial_config(params, model=settings.model)
+    trial_config = get_space(settings.space).trial_config(
+        params, model=settings.model, precision=settings.precision
+    )
     torch.set_num_threads(max(1, settings.cpus_per_trial))
     use_cuda = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
     device = torch.device("cuda" if use_cuda else "cpu")
     models, held = _fold_models(record, train_set, device)
-    generator = torch.Generator(device=device).manual_seed(settings.seed + number)
+    # One seed for every trial (common random numbers; see the module docstring).
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
     count = correct = 0
     loss_sum = 0.0
     scores = density_scores(
         models,
         held,
-        config_augment(trial_config),
+        scoring_augment(trial_config),
         slices=settings.max_epochs,
         draws=record["draws"],
         generator=generator,

@@ -213,3 +213,24 @@ def test_policy_spaces_share_the_space_and_differ_in_method():
     fold = density.fold_recipe()
     assert fold.policy is None and fold.cutout == 16 and fold.flip and fold.crop_padding == 4
     assert density.trial_config(DESTROY).replace(policy=None) == fold
+
+
+def test_scoring_augment_is_the_policy_alone():
+    """A policy that never applies leaves every draw unchanged, so it earns no "any draw" bonus;
+    the same policy inside the baseline crop, flip and Cutout would vary every draw."""
+    import torch
+
+    from search._density import scoring_augment
+    from training import config_augment
+
+    space = get_space("policy")
+    nothing = space.trial_config(policy_params([[("Rotate", 0, 5), ("ShearX", 0, 5)]] * 5))
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        assert torch.equal(scoring_augment(nothing)(images, generator), images)
+    assert not torch.equal(config_augment(nothing)(images, generator), images)
+    # A policy that always rotates changes the images, and differently from draw to draw.
+    rotate = space.trial_config(policy_params([[("Rotate", 10, 9), ("Rotate", 0, 0)]] * 5))
+    first, second = (scoring_augment(rotate)(images, generator) for _ in range(2))
+    assert not torch.equal(first, images) and not torch.equal(first, second)
