@@ -191,6 +191,28 @@ def test_bad_fold_count_writes_nothing(tmp_path, data_root):
     assert list(out.iterdir()) == []
 
 
+def test_study_scored_the_old_way_is_not_continued(tmp_path, data_root):
+    import optuna
+
+    out = tmp_path / "out"
+    out.mkdir()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'policy.db'}")
+    study = optuna.create_study(study_name="policy", storage=storage, direction="maximize")
+    study.set_user_attr("space", "policy")
+    # The record a density study made before scoring took the policy alone: no "scoring" key.
+    study.set_user_attr("density", {"folds": 2, "draws": 1, "fold_epochs": 3, "seconds": 1.0})
+    storage.engine.dispose()
+    done = run("search.run", *SEARCH, "--data", str(data_root), "--out", str(out), check=False)
+    line = one_error_line(done)
+    assert "study 'policy' was scored by an earlier version of the density search" in line
+    assert "--study NEW_NAME" in line
+    assert sorted(p.name for p in out.iterdir()) == ["policy.db"], "no fold models, no trials"
+    assert (
+        optuna.load_study(study_name="policy", storage=f"sqlite:///{out / 'policy.db'}").trials
+        == []
+    )
+
+
 def test_space_method_is_checked():
     def recipe() -> TrainConfig:
         return TrainConfig()
