@@ -233,6 +233,21 @@ def test_bf16_is_refused_on_a_cpu_without_native_bf16(monkeypatch):
         evaluate(nn.Sequential(nn.Flatten(), nn.Linear(3072, 10)), synthetic(8), precision="bf16")
 
 
+def test_model_and_batches_are_channels_last_on_cpu_too():
+    """oneDNN's CPU convolutions are faster channels_last (bench/bench_channels_last.py)."""
+    model = trainer_module.build_model(TrainConfig(model="cnn_reg"), torch.device("cpu"))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    batch = trainer_module.normalize(synthetic(4).images)
+    assert batch.is_contiguous(memory_format=torch.channels_last) and batch.dtype == torch.float32
+    result = train(TrainConfig(model="cnn_basic", epochs=1, batch_size=16), synthetic(32))
+    assert all(
+        p.is_contiguous(memory_format=torch.channels_last)
+        for p in result.model.parameters()
+        if p.ndim == 4
+    )
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
