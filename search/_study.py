@@ -142,8 +142,9 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
 def _new_rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
     """RDBStorage(url), retried while another driver is creating the tables of a new database.
 
-    Optuna creates missing tables without a lock: two drivers opening an empty PostgreSQL
-    database at once collide (a duplicate type or table); the loser finds them made on a retry.
+    Optuna creates missing tables without a lock: two drivers (or a driver and a reader such as
+    the dashboard) opening a new database at once collide, PostgreSQL with a duplicate type or
+    table, SQLite with "table ... already exists"; the loser finds them made on a retry.
     """
     import optuna
     import sqlalchemy.exc
@@ -151,8 +152,15 @@ def _new_rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == 4:
+        except (
+            sqlalchemy.exc.IntegrityError,
+            sqlalchemy.exc.ProgrammingError,
+            sqlalchemy.exc.OperationalError,
+        ) as exc:
+            collided = not isinstance(exc, sqlalchemy.exc.OperationalError) or (
+                "already exists" in str(exc.orig)
+            )
+            if attempt == 4 or not collided:
                 raise
             time.sleep(0.5 + random.random())
     raise AssertionError("unreachable")
