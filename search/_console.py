@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training import CIFAR10_SHORT_NAMES, DATA_ENV, EpochStats, EvalResult
+from training import CIFAR10_SHORT_NAMES, DATA_ENV, PRECISIONS, EpochStats, EvalResult
 
 EPOCH_HEADER = (
     f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>8}  {'val acc':>7}  "
@@ -111,6 +111,20 @@ def add_data_options(
         )
     if device:
         parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
+
+
+def add_precision_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str
+) -> None:
+    """`--precision` (training.PRECISIONS, None when not given); `default` says in the help what
+    an absent option means for this command."""
+    parser.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        default=None,
+        help="autocast: auto = bf16 on CUDA, fp32 on CPU; bf16 on CPU needs native bf16 "
+        f"(AVX512-BF16 or AMX) (default: {default})",
+    )
 
 
 def add_study_options(parser: argparse.ArgumentParser, *, out_alias: bool = False) -> None:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from training import (
     CIFAR10_SHORT_NAMES,
-    PRECISIONS,
     DataError,
     NonFiniteLossError,
     atomic_write_json,
@@ -37,6 +36,7 @@ from ._console import (
     EPOCH_HEADER,
     HelpFormatter,
     add_data_options,
+    add_precision_option,
     add_study_options,
     fail,
     format_epoch,
@@ -83,13 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training seed (default: the trial's own, study seed + number)",
     )
-    parser.add_argument(
-        "--precision",
-        choices=list(PRECISIONS),
-        default=None,
-        help="autocast: auto = bf16 on CUDA, fp32 on CPU; bf16 on CPU needs native bf16 "
-        "(default: the study's, else auto)",
-    )
+    add_precision_option(parser, "the study's, else auto")
     parser.add_argument(
         "--full-train",
         action="store_true",

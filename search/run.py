@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from training import (
-    PRECISIONS,
     DataError,
     LabeledImages,
     OutputError,
@@ -40,7 +39,7 @@ from training import (
     train_val_split,
 )
 
-from ._console import HelpFormatter, add_data_options, fail, positive_int
+from ._console import HelpFormatter, add_data_options, add_precision_option, fail, positive_int
 from ._density import add_options as add_density_options
 from ._density import prepare_folds, trial_function
 from ._samplers import SAMPLERS
@@ -126,13 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"Optuna sampler (default: the study's, else {DEFAULT_SAMPLER})",
     )
-    parser.add_argument(
-        "--precision",
-        choices=list(PRECISIONS),
-        default=None,
-        help="autocast of every trial: auto = bf16 on CUDA, fp32 on CPU; bf16 on CPU needs "
-        "native bf16 (AVX512-BF16 or AMX) (default: the study's, else auto)",
-    )
+    add_precision_option(parser, "the study's, else auto; every trial uses it")
     parser.add_argument(
         "--gpus-per-trial",
         type=float,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from training import (
     OPTIMIZERS,
-    PRECISIONS,
     REPORT_RECIPE,
     SCHEDULES,
     DataError,
@@ -36,6 +35,7 @@ from ._console import (
     EPOCH_HEADER,
     HelpFormatter,
     add_data_options,
+    add_precision_option,
     fail,
     format_epoch,
     format_test_report,
@@ -138,12 +138,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         help="flip test-time augmentation in validation: the mean of the logits of each image "
         f"and its mirror (default: {d.tta})",
     )
-    g.add_argument(
-        "--precision",
-        choices=list(PRECISIONS),
-        help="autocast: auto = bf16 on CUDA, fp32 on CPU; bf16 on CPU needs native bf16 "
-        f"(AVX512-BF16 or AMX) (default: {d.precision})",
-    )
+    add_precision_option(g, d.precision)
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
