@@ -70,7 +70,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help=f"Nesterov momentum for SGD (default: {d.nesterov})",
     )
-    g.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
+    g.add_argument(
+        "--weight-decay",
+        type=float,
+        help="L2 coefficient for adam and sgd; for adamw the decoupled decay (weights shrink by "
+        f"lr x this each step) (default: {d.weight_decay})",
+    )
     g.add_argument(
         "--schedule",
         choices=list(SCHEDULES),

@@ -177,7 +177,15 @@ def _sgd(
     )
 
 
-OPTIMIZERS: dict[str, OptimizerFactory] = {"adam": _adam, "sgd": _sgd}
+def _adamw(
+    params: Iterable[torch.nn.Parameter], c: TrainConfig, extra: dict
+) -> torch.optim.Optimizer:
+    # Decoupled weight decay (Loshchilov & Hutter 2019): `weight_decay` shrinks the weights by
+    # lr * weight_decay per step instead of adding an L2 gradient that Adam rescales away.
+    return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, **extra)
+
+
+OPTIMIZERS: dict[str, OptimizerFactory] = {"adam": _adam, "adamw": _adamw, "sgd": _sgd}
 
 
 # --- schedules: name -> shape(config, step, steps_per_epoch, warmup_steps) -------------------

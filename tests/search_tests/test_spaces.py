@@ -139,7 +139,12 @@ def _cnn_reg_corners():
         "milestone1": 0.5, "milestone2": 0.9, "gamma": 0.5, "label_smoothing": 0.0,
         "augment": "crop_flip",
     }  # fmt: skip
-    for optimizer, lr in (("adam", {"adam_lr": 1e-2}), ("sgd", {"sgd_lr_per_128": 0.2})):
+    top_rates = {
+        "adam": {"adam_lr": 1e-2},
+        "adamw": {"adam_lr": 1e-2, "decoupled_weight_decay": 1.0},
+        "sgd": {"sgd_lr_per_128": 0.2},
+    }
+    for optimizer, lr in top_rates.items():
         for batch_size in BATCH_SIZES:
             for schedule in SCHEDULES:
                 params = {**base, **lr, "optimizer": optimizer, "batch_size": batch_size,

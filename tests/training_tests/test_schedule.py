@@ -118,6 +118,21 @@ def test_every_optimizer_in_the_table_builds_from_a_config(name):
         assert plain.param_groups[0]["nesterov"] is False  # Nesterov needs momentum
 
 
+def test_adamw_decay_is_decoupled_from_the_gradient_and_adams_is_not():
+    # One step on a weight whose loss gradient is 0: AdamW shrinks it by lr * decay; Adam's
+    # L2 term becomes the gradient, which Adam normalises into a step of about lr.
+    config = TrainConfig(lr=0.1, weight_decay=0.5)
+    after = {}
+    for name in ("adam", "adamw"):
+        weight = nn.Parameter(torch.ones(1))
+        optimizer = OPTIMIZERS[name]([weight], config.replace(optimizer=name), {})
+        weight.grad = torch.zeros(1)
+        optimizer.step()
+        after[name] = weight.item()
+    assert after["adamw"] == pytest.approx(1 - 0.1 * 0.5)
+    assert after["adam"] == pytest.approx(1 - 0.1, abs=1e-6)
+
+
 def test_learning_rate_is_finite_and_positive_for_every_schedule_and_step():
     for schedule in SCHEDULES:
         config = TrainConfig(epochs=3, schedule=schedule, warmup=0.2)
