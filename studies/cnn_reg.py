@@ -22,13 +22,15 @@ AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# Learning rates are searched per 128 images and scaled linearly with the batch size (Goyal et
-# al. 2017), so one range trains at every batch size offered; the warmup is what lets SGD's high
+# SGD's learning rate is searched per 128 images and scaled linearly with the batch size (Goyal
+# et al. 2017), so one range trains at every batch size offered (Adam's and AdamW's rates are
+# searched as they are: their steps do not grow with the batch); the warmup is what lets SGD's high
 # rates through the first epoch (without it, SGD trials diverged in epoch 1 and ASHA pruned
 # them all: issue 10's measurement).
 LR_BATCH = 128
 # 16 because at 15 epochs on 10,000 images the best configurations took the smallest batch
-# offered (32), and halving it again gained (bench/RESULTS.md): more steps for the same epochs.
+# offered (32), and halving it again gained half a point (bench/RESULTS.md, bench_variants.py):
+# more steps for the same epochs. 8 did not gain over 16 and was slower.
 BATCH_SIZES = [16, 32, 64, 128, 256]
 SCHEDULES = ["multistep", "cosine", "onecycle"]
 
