@@ -28,10 +28,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
 from _log import append, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 from _machine import machine_name  # noqa: E402
+from _split import add_split_options, load_split  # noqa: E402
 
 
 def variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -59,12 +59,7 @@ def main() -> None:
     parser.add_argument("--variant", type=variant, action="append", default=[])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--train-size", type=int, default=10000)
-    parser.add_argument("--val-size", type=int, default=5000)
-    parser.add_argument("--split-seed", type=int, default=0, help="the split, as search --seed")
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_split_options(parser)
     parser.add_argument("--log", type=Path, required=True, help="JSON lines, one per run")
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
@@ -84,18 +79,13 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, variants: dict[str, Any]) -> None:
-    import torch
-
-    from training import evaluate, load_cifar10, train, train_val_split
+    from training import evaluate, train
 
     done = {(r["variant"], r["seed"]) for r in read_log(args.log)}
     todo = [(n, s) for n in variants for s in args.seeds if (n, s) not in done]
     if not todo:
         return
-    torch.set_num_threads(args.threads)
-    data = load_cifar10(args.data, "train")
-    test_set = load_cifar10(args.data, "test")
-    train_set, val_set = train_val_split(data, args.val_size, args.split_seed, args.train_size)
+    train_set, val_set, test_set = load_split(args)
     for name, seed in todo:
         config = variants[name].replace(seed=seed)
         start = time.perf_counter()
