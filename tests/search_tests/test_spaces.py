@@ -42,6 +42,24 @@ def test_cnn_reg_space_is_the_reference_network():
     assert config.schedule == "multistep" and len(config.milestones) == 2
 
 
+def test_cnn_reg_searches_the_crop_padding_and_older_trials_keep_theirs():
+    space = get_space("cnn_reg")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    paddings = set()
+    for _ in range(40):
+        trial = study.ask()
+        space.suggest(trial)
+        config = space.to_config(trial.params)
+        assert config.crop_padding == trial.params["crop_padding"]
+        paddings.add(config.crop_padding)
+        study.tell(trial, 0.0)
+    assert paddings == {0, 1, 2, 3, 4}
+    # A trial of a study made before the padding was searched ran with the trainer's 4.
+    older = dict(trial.params)
+    del older["crop_padding"]
+    assert space.to_config(older).crop_padding == 4
+
+
 def test_unknown_space_lists_known_ones():
     with pytest.raises(ValueError, match="unknown space 'nope'; known spaces: .*cnn_reg"):
         get_space("nope")
