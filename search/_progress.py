@@ -14,6 +14,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from ._searcher import METRIC, TruthfulOptunaSearch
+from ._space import PROGRESS_WORDS, ProgressWords
 from ._study import RERUN_REASONS
 
 
@@ -29,6 +30,7 @@ class SearchProgress(Callback):
         max_epochs: int,
         verbose: bool = False,
         stream: TextIO = sys.stdout,
+        words: ProgressWords = PROGRESS_WORDS["train"],
     ) -> None:
         self.searcher = searcher
         self.target = target
@@ -36,6 +38,7 @@ class SearchProgress(Callback):
         self.max_epochs = max_epochs
         self.verbose = verbose
         self.stream = stream
+        self.words = words
         self.start = time.monotonic()
         self.running = 0
 
@@ -67,7 +70,9 @@ class SearchProgress(Callback):
             return
         if outcome.reason is None or not outcome.reason.startswith(RERUN_REASONS):
             self.done += 1  # counts towards --trials
-        self._say(f"trial {self._number(trial)} {outcome.describe()}")
+        self._say(
+            f"trial {self._number(trial)} " + outcome.describe(self.words.steps, self.words.value)
+        )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         self.running += 1
@@ -78,8 +83,8 @@ class SearchProgress(Callback):
     ) -> None:
         if self.verbose and METRIC in result:
             self._say(
-                f"trial {self._number(trial)} epoch {result['training_iteration']}/"
-                f"{self.max_epochs} val {100 * result[METRIC]:.2f}%"
+                f"trial {self._number(trial)} {self.words.steps} {result['training_iteration']}/"
+                f"{self.max_epochs} {self.words.value} {100 * result[METRIC]:.2f}%"
             )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:

@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # importing training (torch) here would slow every command line
     from training import TrainConfig
@@ -18,6 +18,21 @@ if TYPE_CHECKING:  # importing training (torch) here would slow every command li
 
 # The ways a trial can be scored (see `Space.method`).
 METHODS = ("train", "density")
+
+
+class ProgressWords(NamedTuple):
+    """What the command lines call a trial's steps and its value, by `Space.method`."""
+
+    steps: str  # "after 3 epochs"
+    value: str  # "val 41.20%"
+    value_long: str  # "validation accuracy 41.20%"
+
+
+PROGRESS_WORDS = {
+    "train": ProgressWords("epochs", "val", "validation accuracy"),
+    # A density trial's steps are slices of the held-out images, its value a density score.
+    "density": ProgressWords("slices", "score", "density score"),
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,11 @@ class Space:
             raise ValueError(
                 f"space {self.name!r}: a fold_recipe goes with method 'density', and only with it"
             )
+
+    @property
+    def words(self) -> ProgressWords:
+        """How progress lines and summaries name this space's trial steps and values."""
+        return PROGRESS_WORDS[self.method]
 
     def trial_config(
         self,

@@ -779,7 +779,12 @@ def _run_search(job: SearchJob) -> SearchOutcome:
             target=args.trials,
         )
         progress = SearchProgress(
-            searcher, args.trials, job.already, settings.max_epochs, verbose=args.verbose
+            searcher,
+            args.trials,
+            job.already,
+            settings.max_epochs,
+            verbose=args.verbose,
+            words=job.space.words,
         )
         trial_settings = TrialSettings(
             space=job.space.name,
@@ -804,7 +809,7 @@ def _run_search(job: SearchJob) -> SearchOutcome:
             f"running {job.remaining} trial(s), up to {plan.concurrent} at once, each with "
             f"{plan.cpus_per_trial} CPU and {plan.gpus_per_trial:g} GPU; ASHA grace "
             f"{args.grace_period}, reduction {args.reduction_factor}, max "
-            f"{settings.max_epochs} epochs",
+            f"{settings.max_epochs} {job.space.words.steps}",
             flush=True,
         )
         try:
@@ -939,19 +944,17 @@ def _print_summary(
     except ValueError:
         print("no trial completed: nothing to retrain yet")
         return
+    space = get_space(study.user_attrs.get("space", args.space))
     print(
-        f"best trial: #{best.number}, validation accuracy {100 * best.value:.2f}% after "
-        f"{best.user_attrs.get('epochs_run', '?')} epochs"
+        f"best trial: #{best.number}, {space.words.value_long} {100 * best.value:.2f}% after "
+        f"{best.user_attrs.get('epochs_run', '?')} {space.words.steps}"
     )
     print("configuration: " + json.dumps(best.params, sort_keys=True))
     print(f"checkpoint: {best.user_attrs.get('checkpoint_path', '-')}")
     where, note = _where_options(args, studies_dir)
     if note:
         print(note)
-    if isinstance(
-        get_space(study.user_attrs.get("space", args.space)).trial_config(best.params).policy,
-        tuple,
-    ):
+    if isinstance(space.trial_config(best.params).policy, tuple):
         export = ["python", "-m", "search.export_policy", "--study", study_name]
         print("export the best policies: " + _command(export + ["-o", "policy.json"], where))
     else:

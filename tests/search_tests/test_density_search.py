@@ -5,6 +5,7 @@ per slice), the export, and bad input (one line, exit 2, nothing written)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -115,6 +116,11 @@ def test_density_search_folds_slices_reuse_export_and_bad_input(tmp_path, data_r
     assert mild.params == MILD and destroy.params == DESTROY
     assert destroy.intermediate_values[1] < mild.intermediate_values[1]
     assert mild.state.name == "COMPLETE" and destroy.state.name == "PRUNED"
+    # Progress and summary name a density trial's steps and value for what they are.
+    assert "max 2 slices" in first.stdout and "COMPLETE after 2 slices, score " in first.stdout
+    assert "PRUNED after 1 slices, score " in first.stdout
+    assert not re.search(r"after \d+ epochs|val \d+\.\d+%", first.stdout)
+    assert f"best trial: #{mild.number}, density score " in first.stdout
 
     # A re-run reuses the fold models (same files, no training) and adds trials.
     again = run("search.run", *SEARCH, *data, "--trials", "5", "--out", str(out))
