@@ -907,9 +907,10 @@ def _print_summary(
     """What the study holds now, the best trial, and the commands that take it further."""
     import optuna
 
+    value_words = get_space(args.space).words.value_long
     for lost in outcome.unrecorded:
         print(
-            f"NOT RECORDED: trial #{lost.number} COMPLETE, validation accuracy "
+            f"NOT RECORDED: trial #{lost.number} COMPLETE, {value_words} "
             f"{100 * (lost.value or 0):.2f}%, weights {lost.checkpoint_path}: the study "
             "database could not be told",
             file=sys.stderr,
