@@ -70,9 +70,7 @@ class SearchProgress(Callback):
             return
         if outcome.reason is None or not outcome.reason.startswith(RERUN_REASONS):
             self.done += 1  # counts towards --trials
-        self._say(
-            f"trial {self._number(trial)} " + outcome.describe(self.words.steps, self.words.value)
-        )
+        self._say(f"trial {self._number(trial)} {outcome.describe(self.words)}")
 
     def on_trial_start(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         self.running += 1

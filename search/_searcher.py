@@ -36,6 +36,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from ._space import PROGRESS_WORDS, ProgressWords
 from ._study import (
     INTERRUPTED_REASON,
     NOT_SAVED_REASON,
@@ -85,16 +86,18 @@ class TrialOutcome:
     checkpoint_path: str | None = None
     recorded: bool = True  # False: the study database could not be told
 
-    def describe(self, steps: str = "epochs", value: str = "val") -> str:
+    def describe(self, words: ProgressWords = PROGRESS_WORDS["train"]) -> str:
         """`COMPLETE after 3 epochs, val 41.20%`, `FAIL (interrupted) after 1 epochs, ...`, or
         for an error `FAIL: <message>`: a progress line's account of the trial, its steps and
-        value named `steps` and `value` (a density trial's are slices and a score)."""
+        value named by `words` (a density trial's are slices and a score)."""
         if self.state == TrialState.FAIL and not str(self.reason).startswith(
             (INTERRUPTED_REASON, NOT_SAVED_REASON)
         ):
             text = f"FAIL: {self.reason}"
         else:
-            shown = f"{value} {100 * self.value:.2f}%" if self.value is not None else "no result"
+            shown = (
+                f"{words.value} {100 * self.value:.2f}%" if self.value is not None else "no result"
+            )
             state = self.state.name
             if self.state == TrialState.FAIL:
                 state = (
@@ -102,7 +105,7 @@ class TrialOutcome:
                     if self.reason.startswith(NOT_SAVED_REASON)
                     else "FAIL (interrupted)"
                 )
-            text = f"{state} after {self.epochs} {steps}, {shown}"
+            text = f"{state} after {self.epochs} {words.steps}, {shown}"
         return text if self.recorded else text + " [NOT RECORDED in the study]"
 
 

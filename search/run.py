@@ -438,7 +438,7 @@ def _main(argv: list[str] | None) -> None:
         if study_is_new:
             _discard_unused_study(storage, study_name, new_paths)
         raise
-    _print_summary(study_name, url, args, studies_dir, outcome)
+    _print_summary(study_name, url, args, space, studies_dir, outcome)
     if outcome.stopped:
         raise SystemExit(INTERRUPTED_EXIT)
     if outcome.error:
@@ -901,16 +901,17 @@ def _print_summary(
     study_name: str,
     url: str,
     args: argparse.Namespace,
+    space: Space,
     studies_dir: Path,
     outcome: SearchOutcome,
 ) -> None:
-    """What the study holds now, the best trial, and the commands that take it further."""
+    """What the study holds now, the best trial, and the commands that take it further.
+    `space` is the study's own: a study recorded with another space was refused before."""
     import optuna
 
-    value_words = get_space(args.space).words.value_long
     for lost in outcome.unrecorded:
         print(
-            f"NOT RECORDED: trial #{lost.number} COMPLETE, {value_words} "
+            f"NOT RECORDED: trial #{lost.number} COMPLETE, {space.words.value_long} "
             f"{100 * (lost.value or 0):.2f}%, weights {lost.checkpoint_path}: the study "
             "database could not be told",
             file=sys.stderr,
@@ -945,7 +946,6 @@ def _print_summary(
     except ValueError:
         print("no trial completed: nothing to retrain yet")
         return
-    space = get_space(study.user_attrs.get("space", args.space))
     print(
         f"best trial: #{best.number}, {space.words.value_long} {100 * best.value:.2f}% after "
         f"{best.user_attrs.get('epochs_run', '?')} {space.words.steps}"

@@ -24,6 +24,7 @@ from search._searcher import (
     TruthfulOptunaSearch,
     decide,
 )
+from search._space import PROGRESS_WORDS
 from search._study import (
     RUN_ATTR_PREFIX,
     STALE_AFTER,
@@ -161,9 +162,8 @@ def test_finished_trial_is_complete_with_every_epoch():
         0, States.COMPLETE, MAX_EPOCHS, 0.3, checkpoint_path="/w/weights.pt"
     )
     assert searcher.outcome("a").describe() == "COMPLETE after 3 epochs, val 30.00%"
-    assert (
-        searcher.outcome("a").describe("slices", "score") == "COMPLETE after 3 slices, score 30.00%"
-    )
+    density = PROGRESS_WORDS["density"]
+    assert searcher.outcome("a").describe(density) == "COMPLETE after 3 slices, score 30.00%"
 
 
 def test_trial_asha_stopped_early_is_pruned_not_complete():
