@@ -3,13 +3,12 @@
 One table (`CASES`: op, torchvision reference, tolerance) drives the comparison; a new op is
 tested by adding a row.
 
-Tolerances, stated once:
-- on CPU every op is bit-exact against torchvision's tensor kernels (same float32 arithmetic,
-  same sampling grid, same rounding), except autocontrast (below);
-- on other devices (CUDA) kernels may round differently (cuDNN's summation order in Sharpness'
-  3x3 blur, fused multiply-adds, nearest samples exactly between two pixels), so up to 1 % of
-  values may differ: by at most one grey level for colour ops and bilinear warps, by a
-  neighbouring pixel for nearest warps;
+Tolerances, on every device, are what rounding can change and no more (rounding.py says why):
+- nearest warps (shears, translations, rotations) differ only at pixels whose sampling
+  coordinate lies within rounding of a pixel boundary;
+- colour ops built on reductions, convolutions or multiply-adds (Color, Contrast, Sharpness) and
+  bilinear warps: at most one grey level, on at most 1 % of values;
+- integer ops and Brightness (one correctly rounded product) are exact;
 - autocontrast computes the exact integer stretch floor(255 * (x - lo) / (hi - lo));
   torchvision's kernel and PIL's double-precision LUT each land one level low on some values
   (max abs diff 1 on at most 2 % and 0.2 % of values).
@@ -25,6 +24,13 @@ from dataclasses import dataclass
 import pytest
 import torch
 from PIL import ImageOps
+from rounding import (
+    LEVEL,
+    LEVEL_SHARE,
+    ambiguous_samples,
+    assert_nearest_warp_matches,
+    inverse_map,
+)
 from torchvision.transforms.v2 import functional as TF
 
 from augment import functional as AF
@@ -49,17 +55,8 @@ def assert_matches(
             assert diff.max().item() <= max_abs
 
 
-def off_cpu(device: torch.device, **tolerance) -> dict:
-    """No tolerance on CPU (bit-exact); `tolerance` on other devices (see the module docstring)."""
-    return {} if device.type == "cpu" else tolerance
-
-
-def nearest_tolerance(device: torch.device) -> dict:
-    return off_cpu(device, max_frac=0.01, max_abs=255)
-
-
 def enhance_tolerance(device: torch.device) -> dict:
-    return off_cpu(device, max_frac=0.01, max_abs=1)
+    return {"max_frac": LEVEL_SHARE, "max_abs": LEVEL}
 
 
 def uniform(n: int, lo: float, hi: float, device: torch.device, seed: int = 0) -> torch.Tensor:
@@ -135,6 +132,7 @@ class OpCase:
     tolerance: Callable[[torch.device], dict]
     values: Callable[[int, torch.device], torch.Tensor] | None = None  # per-image parameters
     channels: int = 3
+    warp: str | None = None  # a nearest warp: compared by rounding.assert_nearest_warp_matches
 
 
 def _enhance(ours, reference) -> OpCase:
@@ -154,8 +152,9 @@ CASES: dict[str, OpCase] = {
     "ShearX": OpCase(
         lambda x, m: AF.shear_x(x, m, fill=128),
         _shear(0),
-        nearest_tolerance,
+        _exact,
         lambda n, device: uniform(n, -0.3, 0.3, device),
+        warp="ShearX",
     ),
     "ShearX-bilinear": OpCase(
         lambda x, m: AF.shear_x(x, m, interpolation="bilinear"),
@@ -166,31 +165,38 @@ CASES: dict[str, OpCase] = {
     "ShearY": OpCase(
         lambda x, m: AF.shear_y(x, m, fill=128),
         _shear(1),
-        nearest_tolerance,
+        _exact,
         lambda n, device: uniform(n, -0.3, 0.3, device),
+        warp="ShearY",
     ),
     "TranslateX": OpCase(
         lambda x, t: AF.translate_x(x, t, fill=128),
         _translate(0),
-        nearest_tolerance,
+        _exact,
         lambda n, device: uniform(n, -15, 15, device).trunc(),
+        warp="TranslateX",
     ),
     "TranslateY": OpCase(
         lambda x, t: AF.translate_y(x, t, fill=128),
         _translate(1),
-        nearest_tolerance,
+        _exact,
         lambda n, device: uniform(n, -11, 11, device).trunc(),
+        warp="TranslateY",
     ),
     "Rotate": OpCase(
         lambda x, a: AF.rotate(x, a, fill=128),
         lambda img, a: TF.rotate(img, float(a), interpolation=NEAREST, fill=128),
-        nearest_tolerance,
+        _exact,
         lambda n, device: uniform(n, -30, 30, device),
+        warp="Rotate",
     ),
     "Color": _enhance(AF.adjust_saturation, TF.adjust_saturation),
     "Contrast": CONTRAST,
     "Contrast-1-channel": dataclasses.replace(CONTRAST, channels=1),
-    "Brightness": _enhance(AF.adjust_brightness, TF.adjust_brightness),
+    # One correctly rounded product per value: exact on every device.
+    "Brightness": dataclasses.replace(
+        _enhance(AF.adjust_brightness, TF.adjust_brightness), tolerance=_exact
+    ),
     "Sharpness": _enhance(AF.adjust_sharpness, TF.adjust_sharpness),
     "Posterize": OpCase(
         AF.posterize,
@@ -224,7 +230,13 @@ def test_matches_torchvision_per_image(make_batch, case: OpCase):
         case.reference(img, v)
         for img, v in zip(images, [None] * n if values is None else values, strict=True)
     ]
-    assert_matches(case.ours(images, values), refs, **case.tolerance(images.device))
+    out = case.ours(images, values)
+    if case.warp is None:
+        assert_matches(out, refs, **case.tolerance(images.device))
+    else:
+        h, w = images.shape[-2:]
+        maps = [inverse_map(case.warp, float(v), h, w) for v in values]
+        assert_nearest_warp_matches(out, torch.stack(refs), maps)
 
 
 # (our op on a batch, PIL's op on one image, tolerance): the ops PIL's ImageOps has.
@@ -320,6 +332,69 @@ class TestOpProperties:
         big = make_batch(n=40, seed=3)
         alone = torch.cat([AF.equalize(big[i : i + 1]) for i in range(big.shape[0])])
         assert torch.equal(AF.equalize(big), alone)
+
+
+class TestToleranceHasPower:
+    """The rounding tolerance of nearest warps lets through ties and nothing else."""
+
+    FACTOR = 1 / 15  # AutoAugment's shear bin 2: row 7 samples exactly between two columns
+
+    def _shear(self, images: torch.Tensor, factor: float, **affine) -> torch.Tensor:
+        kwargs = {"angle": 0.0, "translate": [0, 0], "scale": 1.0, "center": [0, 0], **affine}
+        shear = [_shear_degrees(factor), 0.0]
+        return torch.stack(
+            [
+                TF.affine(img, shear=shear, interpolation=NEAREST, fill=128, **kwargs)
+                for img in images
+            ]
+        )
+
+    def test_right_reference_passes_and_has_ties(self, make_batch):
+        images = make_batch(height=32, width=32).cpu()
+        maps = [inverse_map("ShearX", self.FACTOR, 32, 32)] * images.shape[0]
+        assert ambiguous_samples(maps, 32, 32)[:, 7].all()  # the whole tie row is allowed
+        out = AF.shear_x(images, self.FACTOR, fill=128)
+        assert_nearest_warp_matches(out, self._shear(images, self.FACTOR), maps)
+
+    @pytest.mark.parametrize(
+        "wrong",
+        [
+            {"factor": -FACTOR},  # wrong sign
+            {"center": None},  # sheared about the image centre, not the top-left corner
+            {"translate": [1, 0]},  # one pixel off
+        ],
+        ids=["sign", "centre", "offset"],
+    )
+    def test_wrong_reference_fails(self, make_batch, wrong):
+        images = make_batch(height=32, width=32).cpu()
+        maps = [inverse_map("ShearX", self.FACTOR, 32, 32)] * images.shape[0]
+        wrong = dict(wrong)
+        factor = wrong.pop("factor", self.FACTOR)
+        with pytest.raises(AssertionError, match="no sample is within"):
+            assert_nearest_warp_matches(
+                AF.shear_x(images, self.FACTOR, fill=128),
+                self._shear(images, factor, **wrong),
+                maps,
+            )
+
+    def test_half_a_degree_of_rotation_fails(self, make_batch):
+        images = make_batch(height=32, width=32).cpu()
+        angles = torch.full((images.shape[0],), 20.0)
+        maps = [inverse_map("Rotate", 20.0, 32, 32)] * images.shape[0]
+        off = torch.stack([TF.rotate(img, 20.5, fill=128) for img in images])
+        with pytest.raises(AssertionError, match="no sample is within"):
+            assert_nearest_warp_matches(AF.rotate(images, angles, fill=128), off, maps)
+
+    def test_a_changed_pixel_passes_only_at_a_tie(self, make_batch):
+        images = make_batch(height=32, width=32).cpu()
+        maps = [inverse_map("ShearX", self.FACTOR, 32, 32)] * images.shape[0]
+        out = AF.shear_x(images, self.FACTOR, fill=128)
+        at_tie, elsewhere = out.clone(), out.clone()
+        at_tie[0, :, 7, 12] += 1
+        elsewhere[0, :, 8, 12] += 1
+        assert_nearest_warp_matches(at_tie, out, maps)
+        with pytest.raises(AssertionError, match="1 pixels differ"):
+            assert_nearest_warp_matches(elsewhere, out, maps)
 
 
 class TestErrors:
