@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,6 +183,60 @@ def _download(root: Path) -> Path:
     return root / "cifar-10-batches-py"
 
 
+# The only globals a CIFAR-10 batch needs: numpy's array reconstruction (its module moved in
+# numpy 2, and protocol 5 uses _frombuffer), and _codecs.encode, which Python 3 writes for bytes
+# under protocol 2. Anything else (os.system, builtins.open, ...) is what a payload would call.
+_BATCH_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class UnsafeBatchError(pickle.UnpicklingError):
+    """A pickled batch names a global that CIFAR-10's batches never hold."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles what CIFAR-10's python batches hold (dicts, lists, bytes, str, numbers, numpy
+    arrays) and refuses every other global, so a file cannot run code when it is read."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _BATCH_GLOBALS:
+            raise UnsafeBatchError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def _load_batch(path: Path) -> dict[str, Any]:
+    """One official batch file as a dict with str keys; DataError when it is anything else."""
+    try:
+        with open(path, "rb") as f:
+            # Pickled by Python 2: keys come back as bytes with encoding="bytes".
+            batch = _BatchUnpickler(f, encoding="bytes").load()
+    except UnsafeBatchError as exc:
+        raise DataError(
+            f"refused {path}: it asks to call {exc} when read, which a CIFAR-10 batch never "
+            "does; expected the official CIFAR-10 python batches (dicts of arrays and lists)"
+        ) from None
+    except Exception as exc:
+        raise DataError(
+            f"cannot read {path} ({type(exc).__name__}); expected a pickled CIFAR-10 batch "
+            "with 'data' and 'labels'"
+        ) from None
+    if not isinstance(batch, dict):
+        raise DataError(
+            f"{path} holds a {type(batch).__name__}; expected a pickled CIFAR-10 batch (a dict "
+            "with 'data' and 'labels')"
+        )
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+
+
 def _read_official(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Parse the pickled batches of the official python release."""
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
@@ -190,11 +245,8 @@ def _read_official(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
         path = folder / name
         if not path.is_file():
             raise DataError(f"missing file {path}; expected the official CIFAR-10 python batches")
+        batch = _load_batch(path)
         try:
-            with open(path, "rb") as f:
-                # Pickled by Python 2: keys come back as bytes with encoding="bytes".
-                batch = pickle.load(f, encoding="bytes")
-            batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
             data = np.asarray(batch["data"], dtype=np.uint8)
             batch_labels = np.asarray(batch["labels"], dtype=np.int64)
         except Exception as exc:

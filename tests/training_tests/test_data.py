@@ -207,6 +207,57 @@ def test_corrupt_official_batch(tmp_path, monkeypatch):
         load_cifar10(tmp_path, "train", download=False)
 
 
+class _Payload:
+    """What a hostile batch file holds: unpickling it calls os.mkdir (any callable would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.parametrize("where", ["data_batch_1", "test_batch"])
+def test_official_batch_with_a_payload_runs_nothing(tmp_path, monkeypatch, where):
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_official(folder)
+    marker = tmp_path / "payload-ran"
+    hostile = {b"data": np.zeros((20, 3072), np.uint8), b"labels": [0] * 20, b"x": _Payload(marker)}
+    (folder / where).write_bytes(pickle.dumps(hostile))
+    split = "train" if where.startswith("data") else "test"
+    with pytest.raises(DataError, match=f"refused .*{where}: it asks to call posix.mkdir"):
+        load_cifar10(tmp_path, split, download=False)
+    assert not marker.exists(), "the payload ran"
+    assert not (tmp_path / "cache").exists(), "nothing is cached from a refused file"
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_official_batches_of_every_pickle_protocol_load(tmp_path, monkeypatch, protocol):
+    # Protocol 2 is the real release's (Python 2; Python 3 writes its bytes via _codecs.encode),
+    # 5 stores arrays out of band (numpy's _frombuffer).
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cifar-10-batches-py"
+    data, labels = _write_official(folder)
+    for name in [f"data_batch_{i}" for i in range(1, 6)]:
+        batch = pickle.loads((folder / name).read_bytes())
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    train = load_cifar10(tmp_path, "train", download=False)
+    assert torch.equal(train.images, torch.from_numpy(data.reshape(-1, 3, 32, 32)))
+    assert train.labels.tolist() == labels
+
+
+def test_official_batch_that_is_not_a_dict(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_official(folder)
+    (folder / "test_batch").write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(DataError, match="test_batch holds a list; expected a pickled CIFAR-10"):
+        load_cifar10(tmp_path, "test", download=False)
+
+
 def test_split_is_stratified_deterministic_and_disjoint(cifar_train):
     train, val = train_val_split(cifar_train, 5000, seed=3)
     assert len(train) == 45000 and len(val) == 5000
