@@ -50,16 +50,40 @@ def resolve_storage_url(storage: str | None, study: str, studies_dir: Path = STU
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    try:
-        from sqlalchemy.engine import make_url
+    """The URL with its password replaced by ***, found by structure, not by parsing.
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        # A password sits before an "@"; text without one is shown so the mistake can be seen.
+    Everything between the user name and the last "@" after "://" is taken as the password, so a
+    password holding an unescaped "@", ":" or "/" is hidden whole (a parser splits it at its first
+    "@" and shows the rest as the host). Text without "://" is shown only when it has no "@".
+    """
+    scheme, sep, rest = url.partition("://")
+    # An SQLite URL is a file path: no password, and "@" is just a character.
+    if scheme.startswith("sqlite") and url.isprintable():
+        return url
+    if not sep:
         if "@" not in url and len(url) <= 200 and url.isprintable():
             return url
         return "<unparseable storage URL>"
+    userinfo, at, host_and_path = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host_and_path}"
+
+
+def _password(url: str) -> str:
+    """The text `redact` hides ("" when there is none)."""
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    return userinfo.partition(":")[2] if at else ""
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` (a driver's message) with the URL's password, whole or in parts, as ***."""
+    secret = _password(url)
+    for piece in sorted({secret, *secret.replace(":", "@").split("@")}, key=len, reverse=True):
+        if len(piece) >= 3:
+            text = text.replace(piece, "***")
+    return text
 
 
 def _postgres_driver() -> str:
@@ -85,6 +109,12 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
     import sqlalchemy.exc
     from sqlalchemy.engine import make_url
 
+    if not url.startswith("sqlite:") and "@" in url.partition("://")[2].rpartition("@")[0]:
+        # A parser would split the password at its first "@" and take the rest for the host.
+        raise StudyError(
+            f"storage URL {redact(url)!r} has an unescaped '@' in its user name or password; "
+            "expected it written as %40 (postgresql://user:p%40ss@host/db)"
+        )
     try:
         parsed = make_url(url)
     except Exception:
@@ -119,7 +149,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
         ) from None
     except sqlalchemy.exc.OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-        raise StudyError(f"cannot reach storage {redact(url)!r}: {reason}") from None
+        raise StudyError(f"cannot reach storage {redact(url)!r}: {_scrub(reason, url)}") from None
     except RuntimeError as exc:
         text = str(exc)
         if "pip install -U optuna" in text:
@@ -134,7 +164,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
                 f"back it up, then upgrade it with: optuna storage upgrade --storage "
                 f"{shlex.quote(redact(connect_url))}"
             ) from None
-        raise StudyError(f"cannot open storage {redact(url)!r}: {exc}") from None
+        raise StudyError(f"cannot open storage {redact(url)!r}: {_scrub(str(exc), url)}") from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise StudyError(f"cannot open storage {redact(url)!r}: {type(exc).__name__}") from None
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO
 
 from search._space import get_space
-from search._study import STUDIES_DIR
+from search._study import STUDIES_DIR, redact
 from search.run import (
     SearchPlan,
     SettingsConflict,
@@ -248,6 +248,24 @@ def test_plan_search_refuses_a_gpu_share_without_gpus():
 def where(storage, studies_dir=STUDIES_DIR, env=None, monkeypatch=None):
     args = argparse.Namespace(storage=storage, studies_dir=studies_dir)
     return _where_options(args, Path(studies_dir).absolute())
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://qa:Qa@Leak77@127.0.0.1:1/x", "postgresql://qa:***@127.0.0.1:1/x"),
+        ("postgresql://u:p:w%40/x@db:5432/s", "postgresql://u:***@db:5432/s"),
+        (
+            "postgresql+psycopg2://u:p%3A@db/s?sslmode=require",
+            "postgresql+psycopg2://u:***@db/s?sslmode=require",
+        ),
+        ("postgresql://user@db/s", "postgresql://user@db/s"),
+        ("sqlite:////data/a@b:c/x.db", "sqlite:////data/a@b:c/x.db"),
+        ("user:secret@db", "<unparseable storage URL>"),
+    ],
+)
+def test_redact_hides_the_password_by_structure(url, shown):
+    assert redact(url) == shown
 
 
 def test_printed_commands_never_hold_a_redacted_password(monkeypatch):
