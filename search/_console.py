@@ -60,6 +60,23 @@ def nonnegative_int(text: str) -> int:
     return _whole_number(text, minimum=0)
 
 
+def plain_name(text: str) -> str:
+    """An argparse type: a name that becomes one file or folder name (a study's `NAME.db` and
+    `NAME/`), so it cannot reach outside the folder it is put in."""
+    if (
+        not text
+        or len(text) > 200
+        or text.startswith(".")
+        or any(c in text for c in "/\\\0")
+        or not text.isprintable()
+    ):
+        raise argparse.ArgumentTypeError(
+            f"invalid name {text!r}; expected a plain name (no '/', '\\', NUL or leading '.', "
+            "at most 200 printable characters)"
+        )
+    return text
+
+
 def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
@@ -134,7 +151,7 @@ def add_study_options(parser: argparse.ArgumentParser, *, out_alias: bool = Fals
     """
     from ._study import STORAGE_ENV, STUDIES_DIR
 
-    parser.add_argument("--study", required=True, help="study name")
+    parser.add_argument("--study", required=True, type=plain_name, help="study name")
     parser.add_argument(
         "--storage",
         default=None,

@@ -39,7 +39,14 @@ from training import (
     train_val_split,
 )
 
-from ._console import HelpFormatter, add_data_options, add_precision_option, fail, positive_int
+from ._console import (
+    HelpFormatter,
+    add_data_options,
+    add_precision_option,
+    fail,
+    plain_name,
+    positive_int,
+)
 from ._density import add_options as add_density_options
 from ._density import prepare_folds, trial_function
 from ._samplers import SAMPLERS
@@ -80,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--space", required=True, help="search space: " + ", ".join(available_spaces())
     )
-    parser.add_argument("--study", default=None, help="study name (default: the space name)")
+    parser.add_argument(
+        "--study", default=None, type=plain_name, help="study name (default: the space name)"
+    )
     parser.add_argument(
         "--storage",
         default=None,

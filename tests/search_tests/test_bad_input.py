@@ -49,6 +49,10 @@ def one_error_line(stderr: str) -> str:
         (["--trials", "abc"], "argument --trials: expected a whole number, got 'abc'"),
         (["--max-epochs", "-1"], "argument --max-epochs: expected a whole number >= 1, got -1"),
         (["--gpus-per-trial", "x"], "argument --gpus-per-trial: invalid float value: 'x'"),
+        *[
+            (["--study", name], f"argument --study: invalid name {name!r}; expected a plain name")
+            for name in ("../escape", "a/b", ".hidden", "a\\b", "")
+        ],
     ],
 )
 def test_malformed_option_is_named_by_argparse(args, expected, tmp_path, capsys):
@@ -57,7 +61,7 @@ def test_malformed_option_is_named_by_argparse(args, expected, tmp_path, capsys)
         main(["--space", "cnn_reg", "--out", str(out), *args])
     assert exited.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1] == PROG_ERROR + expected
+    assert lines[-1].startswith(PROG_ERROR + expected)
     assert lines[0].startswith("usage: ") and all(line.startswith(" ") for line in lines[1:-1]), (
         lines
     )
