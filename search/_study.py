@@ -196,6 +196,33 @@ def _new_rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
     raise AssertionError("unreachable")
 
 
+def check_sqlite_writable(url: str, option: str) -> None:
+    """Raise OutputError unless the SQLite database `url` names can be written: its folder gets
+    a real probe file (SQLite writes its journal beside the database) and an existing database
+    is opened for writing, nothing written (root's `os.access` says yes to a file it cannot
+    write). Other databases, and a URL too malformed to parse, are left to `open_storage`."""
+    from sqlalchemy.engine import make_url
+
+    from training import OutputError, check_output_dir
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    path = Path(parsed.database).absolute()
+    check_output_dir(path.parent, option)
+    if path.exists():
+        try:
+            with open(path, "r+b"):  # opened to read and write; nothing is changed
+                pass
+        except OSError:
+            raise OutputError(
+                f"{option}: the study database {path} is not writable; expected a writable file"
+            ) from None
+
+
 def study_exists(storage: Any, study: str) -> bool:
     import optuna
 

@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.count < 1:
         fail(f"--count {args.count} is invalid; expected a whole number >= 1")
+    from training import OutputError, atomic_write, check_output_file
+
+    try:
+        output = check_output_file(args.output, "-o")  # before the study is read
+    except OutputError as exc:
+        fail(str(exc))
     study, _, _ = open_study_from_args(args)
     try:
         merged, used = merge_sub_policies(study, args.count)
@@ -79,10 +85,10 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     from augment import Policy, save_policy
-    from training import atomic_write
 
     try:
-        atomic_write(args.output, lambda tmp: save_policy(Policy(tuple(merged)), tmp))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(output, lambda tmp: save_policy(Policy(tuple(merged)), tmp))
     except OSError as exc:
         fail(f"cannot write {args.output}: {exc.strerror or exc}")
     space = get_space(study.user_attrs.get("space", study.study_name))

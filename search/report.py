@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from training import atomic_write
+from training import OutputError, atomic_write, check_output_file
 
 from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
 from ._figures import Section, study_figures
@@ -224,13 +224,19 @@ def write_report(path: Path, page: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    try:  # before the study is read
+        path = check_output_file(
+            args.output or args.studies_dir / args.study / REPORT_NAME,
+            "-o" if args.output else "--studies-dir",
+        ).resolve()
+    except OutputError as exc:
+        fail(str(exc))
     study, _, url = open_study_from_args(args)
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     page = report_html(study, url)
-    path = (args.output or args.studies_dir / args.study / REPORT_NAME).resolve()
     try:
         write_report(path, page)
     except OSError as exc:

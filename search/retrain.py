@@ -46,6 +46,7 @@ from ._console import (
 from ._space import get_space
 from ._study import (
     StudyError,
+    check_sqlite_writable,
     redact,
 )
 from ._version import project_version
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         device = resolve_device(args.device)
         resolve_precision(config.precision, device)  # bf16 on a CPU without it: one line here
         out = _output_folder(args, study.study_name)
+        # The test accuracy is recorded in the study at the very end.
+        check_sqlite_writable(url, "--storage" if args.storage else "--studies-dir")
         data = load_cifar10(args.data, "train")
         test = load_cifar10(args.data, "test")
         val_size = int(study.user_attrs.get("val_size", 5000))
@@ -284,8 +287,12 @@ def _pick_trial(study, number: int | None):
 
 
 def _output_folder(args: argparse.Namespace, study: str) -> Path:
-    """`--out`, the folder to resume, or a new timestamped one."""
+    """`--out`, the folder to resume, or a new timestamped one; checked writable before the data
+    loads and the training starts, so a place that cannot be written fails now, in one line,
+    rather than after hours of training."""
     base = args.studies_dir / study
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
     if args.resume:
         if args.out is not None:
             if not (args.out / STATE).exists():
@@ -294,11 +301,8 @@ def _output_folder(args: argparse.Namespace, study: str) -> Path:
         candidates = sorted(p for p in base.glob("retrain-*") if (p / STATE).exists())
         if not candidates:
             raise ValueError(f"no interrupted retrain of study {study!r} under {base} to resume")
-        return candidates[-1]
+        return check_output_dir(candidates[-1], "--studies-dir")
     if args.out is not None:
-        # Checked before the data loads and the training starts: a place that cannot be
-        # written fails now, in one line, rather than after hours of training.
-        check_output_dir(args.out, "--out")
         if args.out.exists() and any(args.out.iterdir()):
             raise ValueError(f"output folder {args.out} is not empty; choose another --out")
         return args.out

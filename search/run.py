@@ -55,6 +55,7 @@ from ._study import (
     STORAGE_ENV,
     STUDIES_DIR,
     StudyError,
+    check_sqlite_writable,
     count_claimed,
     count_finished,
     default_storage_url,
@@ -336,12 +337,11 @@ def _main(argv: list[str] | None) -> None:
     # Every place the search writes is checked before anything is read or started.
     try:
         studies_dir = check_output_dir(args.studies_dir, "--studies-dir")
+        url = args.storage or os.environ.get(STORAGE_ENV)
+        url = url or default_storage_url(study_name, studies_dir)
+        check_sqlite_writable(url, "--storage" if args.storage else "--studies-dir")
     except OutputError as exc:
         fail(str(exc))
-    url = (
-        args.storage or os.environ.get(STORAGE_ENV) or default_storage_url(study_name, studies_dir)
-    )
-    _check_sqlite_writable(url, "--storage" if args.storage else "--studies-dir")
 
     # A continued study's recorded settings decide the split, so they are read before the data.
     # Opening an existing database creates nothing; a new SQLite file waits until the data is
@@ -499,26 +499,6 @@ def _recorded_attrs(storage: Any, study_name: str, url: str) -> dict[str, Any]:
         if not is_storage_error(exc):
             raise
         fail(f"cannot read the study database {redact(url)}: {storage_error_line(exc)}")
-
-
-def _check_sqlite_writable(url: str, option: str) -> None:
-    """An existing SQLite database must be writable, with its folder (SQLite writes its journal
-    beside it); a new one's folder is checked like any output folder."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:
-        return  # open_storage names a malformed URL
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return
-    path = Path(parsed.database).absolute()
-    try:
-        check_output_dir(path.parent, option)
-    except OutputError as exc:
-        fail(str(exc))
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        fail(f"{option}: the study database {path} is not writable; expected a writable file")
 
 
 def _check_ray_address(address: str) -> None:

@@ -32,6 +32,7 @@ from ._io import (
     atomic_write_json,
     atomic_write_text,
     check_output_dir,
+    check_output_file,
 )
 from ._trainer import (
     EpochStats,
@@ -71,6 +72,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "check_output_dir",
+    "check_output_file",
     "config_augment",
     "cpu_has_native_bf16",
     "default_data_root",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._io import atomic_write
+from ._io import _can_create_in, atomic_write
 
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane",
@@ -361,9 +361,9 @@ def _cache_path(source: Path, split: str) -> Path:
     beside = source.parent
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]) / name
-    # Mode bits as well as access(): root may write anywhere, but a folder without write bits
-    # (a shared, read-only data set) is not ours to write into.
-    if os.access(beside, os.W_OK) and beside.stat().st_mode & stat.S_IWUSR:
+    # Mode bits as well as a real probe file: root may write anywhere, but a folder without
+    # write bits (a shared, read-only data set) is not ours to write into.
+    if beside.stat().st_mode & stat.S_IWUSR and _can_create_in(beside):
         return beside / ".cache" / name
     return Path.home() / ".cache" / "cifar-search" / name
 

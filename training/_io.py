@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,19 +73,50 @@ def atomic_write_json(path: str | Path, value: Any) -> Path:
 def check_output_dir(folder: str | Path, option: str) -> Path:
     """`folder` made absolute, after checking that it is, or can be made as, a writable folder.
 
-    Creates nothing: a command checks every place it will write before long work starts, and
-    leaves nothing behind when one is wrong. `option` names the place in the error (`--save`).
+    Creates nothing that stays: a command checks every place it will write before long work
+    starts, and leaves nothing behind when one is wrong. `option` names the place in the error
+    (`--save`).
     """
     folder = Path(folder).absolute()
+    _check_place(folder, folder, option)
+    return folder
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """`path` made absolute, after checking that a file can be written there through
+    `atomic_write` (a temp file beside it, renamed over): not a folder, and its folder checked as
+    `check_output_dir` checks one. The writer makes missing folders."""
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder; expected a file path")
+    _check_place(path.parent, path, option)
+    return path
+
+
+def _check_place(folder: Path, named: Path, option: str) -> None:
+    """Raise unless `folder` is, or can be made as, a writable folder; the error names `named`."""
     probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
         raise OutputError(
-            f"{option} {folder} cannot be made: {probe} is a file; expected a folder path"
+            f"{option} {named} cannot be made: {probe} is a file; expected a folder path"
         )
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"{option} {folder} is not writable ({probe}); expected a writable folder"
-        )
-    return folder
+    if not _can_create_in(probe):
+        raise OutputError(f"{option} {named} is not writable ({probe}); expected a writable folder")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can really be created in `folder`: one is created and removed.
+
+    `os.access` is no answer: it says yes to root for almost any folder (/proc included), and
+    root-squashed NFS can answer the same; only a real file shows what the file system, the
+    mount and the server allow.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True

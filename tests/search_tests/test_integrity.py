@@ -8,6 +8,7 @@ The in-process tests end before the data is read; the Ray test starts a real loc
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import ipaddress
 import os
@@ -185,6 +186,28 @@ def test_studies_dir_read_only(small_disk, remount, capsys):
     line = run_main(["--storage", url, "--studies-dir", str(out), "--data", missing], capsys)
     assert line.startswith(f"error: --storage {small_disk} is not writable"), line
     assert not out.exists()
+
+
+def test_study_database_that_cannot_be_opened_for_writing(tmp_path, capsys):
+    """A database file that is read-only in a writable folder (a read-only bind mount of the
+    file): opened for writing, it is refused in one line, and nothing in it changes."""
+    db = make_study(tmp_path / "out")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    bound = subprocess.run(["mount", "--bind", str(db), str(db)], capture_output=True, text=True)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs root): {bound.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(db)], check=True)
+        missing = str(tmp_path / "no-data")
+        line = run_main(["--studies-dir", str(tmp_path / "out"), "--data", missing], capsys)
+    finally:
+        gc.collect()  # the failed run's database connection, then the mount
+        subprocess.run(["umount", "--lazy", str(db)], check=True)
+    assert line == (
+        f"error: --studies-dir: the study database {db} is not writable; expected a writable file"
+    )
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cnn_reg.db"]
 
 
 def test_gpu_share_without_a_gpu_is_refused_before_the_data(tmp_path, capsys):

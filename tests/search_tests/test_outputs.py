@@ -16,7 +16,10 @@ import pytest
 import torch
 
 from search import _trainable, get_space
+from search import export_policy as export_policy_cli
+from search import report as report_cli
 from search import retrain as retrain_cli
+from search import run as run_cli
 from search import train as train_cli
 from search._artifacts import ArtifactError, load_model, save_run
 from training import OutputError, TrainConfig, build_model
@@ -109,14 +112,20 @@ def test_train_save_writes_one_run_that_loads(tmp_path, data_root, capsys):
 @pytest.fixture
 def one_trial_study(tmp_path) -> str:
     """A study of the cnn_reg space holding one COMPLETE trial; its storage URL."""
+    return make_one_trial_study(tmp_path / "study.db")
+
+
+def make_one_trial_study(path: Path) -> str:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    url = f"sqlite:///{path}"
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     study.set_user_attr("space", "cnn_reg")
     study.set_user_attr("val_size", 500)
     trial = study.ask()
     get_space("cnn_reg").suggest(trial)
     study.tell(trial, 0.5)
+    storage.engine.dispose()  # no connection left open: the folder can be remounted
     return url
 
 
@@ -146,6 +155,81 @@ def test_retrain_out_checked_before_training(one_trial_study, unwritable, data_r
     assert line.startswith(f"error: --out {out.absolute()} ") and says in line, line
     assert files_under(place) == before
     assert "retrain" not in optuna.load_study(study_name="s", storage=one_trial_study).user_attrs
+
+
+# --- every write option, aimed at /proc -------------------------------------------------------
+
+# Root's permission check says yes to /proc, and no file can be made there: the case of a root
+# container, and of root-squashed NFS, where only a real file tells.
+PROC_CASES = {
+    "train --save": (train_cli.main, ["--save", "/proc/x/out", *QUICK], "--save /proc/x/out"),
+    "retrain --out": (
+        retrain_cli.main,
+        ["--study", "s", "--storage", "STUDY", "--epochs", "1", "--out", "/proc/x"],
+        "--out /proc/x",
+    ),
+    "run --studies-dir": (
+        run_cli.main,
+        ["--space", "cnn_reg", "--studies-dir", "/proc/x"],
+        "--studies-dir /proc/x",
+    ),
+    "run --storage": (
+        run_cli.main,
+        ["--space", "cnn_reg", "--storage", "sqlite:////proc/x/s.db", "--studies-dir", "OUT"],
+        "--storage /proc/x",
+    ),
+    "export_policy -o": (
+        export_policy_cli.main,
+        ["--study", "s", "--storage", "STUDY", "-o", "/proc/x/p.json"],
+        "-o /proc/x/p.json",
+    ),
+    "report -o": (
+        report_cli.main,
+        ["--study", "s", "--storage", "STUDY", "-o", "/proc/x/r.html"],
+        "-o /proc/x/r.html",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PROC_CASES)
+def test_every_write_option_refuses_proc_before_reading(case, one_trial_study, tmp_path, capsys):
+    """Issue 19 item 2: one line naming the option, exit 2, nothing written. The data named is
+    missing, and the study read after the check is not a policy study: a check that came later,
+    or said yes, would end with another line."""
+    command, argv, named = PROC_CASES[case]
+    substitutes = {"STUDY": one_trial_study, "OUT": str(tmp_path / "out")}
+    argv = [substitutes.get(arg, arg) for arg in argv]
+    if command is not export_policy_cli.main and command is not report_cli.main:
+        argv += ["--data", str(tmp_path / "no-data")]
+    before = files_under(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        command(argv)
+    assert exited.value.code == 2
+    assert (
+        one_error(capsys) == f"error: {named} is not writable (/proc); expected a writable folder"
+    )
+    assert files_under(tmp_path) == before
+    assert not Path("/proc/x").exists()
+
+
+def test_retrain_refuses_a_study_database_it_cannot_record_in(
+    small_disk, remount, tmp_path, capsys
+):
+    """The test accuracy is recorded in the study at the end: a read-only database is refused
+    before the data is read, not after the training."""
+    url = make_one_trial_study(small_disk / "study.db")
+    remount(small_disk, "ro")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exited:
+        retrain_cli.main(
+            ["--study", "s", "--storage", url, "--epochs", "1", "--out", str(out)]
+            + ["--data", str(tmp_path / "no-data")]
+        )
+    assert exited.value.code == 2
+    assert one_error(capsys) == (
+        f"error: --storage {small_disk} is not writable ({small_disk}); expected a writable folder"
+    )
+    assert not out.exists()
 
 
 # --- one writer, one schema, one reader ---------------------------------------------------------
