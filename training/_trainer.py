@@ -6,6 +6,9 @@ to epoch (model, optimizer, generator, history, best, bad epochs, global step) a
 reads its own checkpoint. The learning rate is a pure function of the global step
 (`training._config.learning_rate`), set in one place before each step.
 
+With `config.compile`, `_compile` gives the training step and validation one graph each: the
+partial last training batch is dropped, validation batches are padded to one size.
+
 Nothing here knows about Ray or Optuna: a search observes a run through `on_epoch_end`.
 """
 
@@ -290,7 +293,7 @@ def train(
 
 def _compile(model: nn.Module, val_set: LabeledImages | None) -> tuple[nn.Module, nn.Module]:
     """`model` compiled for the training step, and a module that evaluates it through its own
-    compiled function, on batches padded to the size of the first (see `_PaddedEval`).
+    compiled function, on batches padded to min(_EVAL_BATCH, validation images) (`_PaddedEval`).
 
     Two code objects, so each keeps its one graph: one compiled model serving both would recompile
     on the grad-mode and training-flag guards. dynamic=False: no shape ever changes (full training

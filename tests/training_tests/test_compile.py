@@ -3,6 +3,8 @@ and the padding that keeps evaluation at one shape changes no count."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch._dynamo
@@ -122,3 +124,22 @@ def test_without_compile_the_partial_last_batch_is_trained(tiny_model):
         config, synthetic(100), device="cpu", on_batch_end=lambda d, t: batches.append(t)
     )
     assert batches == [2, 2] and result.images_dropped_per_epoch == 0
+
+
+@pytest.mark.slow  # compiles, and reads the real data
+def test_search_train_compile_says_and_saves_what_it_left_out(
+    tiny_model, graphs, monkeypatch, tmp_path, data_root, capsys
+):
+    from search import train as train_cli
+
+    monkeypatch.setattr(trainer_module, "_COMPILE_BACKEND", "aot_eager")
+    save = tmp_path / "saved"
+    train_cli.main(
+        ["--epochs", "1", "--train-size", "300", "--val-size", "150", "--no-test", "--compile"]
+        + ["--batch-size", "64", "--model", tiny_model, "--data", str(data_root)]
+        + ["--save", str(save)]
+    )
+    out = capsys.readouterr().out
+    assert "compile: each epoch left out its partial last batch, 44 of 300 images" in out
+    assert json.loads((save / "config.json").read_text())["images_dropped_per_epoch"] == 44
+    assert graphs() == 2
