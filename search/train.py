@@ -227,10 +227,17 @@ def main(argv: list[str] | None = None) -> None:
         f"best epoch {result.best_epoch}, wall time {result.wall_time:.1f} s"
         + (" (stopped early)" if result.stopped_early else "")
     )
+    if result.images_dropped_per_epoch:  # compiled: one batch shape, so one graph
+        print(
+            "compile: each epoch left out its partial last batch, "
+            f"{result.images_dropped_per_epoch} of {len(train_set)} images (other ones each epoch)"
+        )
     not_saved = None
     if save is not None:
         try:
-            save_run(save, result.model, config)
+            save_run(
+                save, result.model, config, images_dropped_per_epoch=result.images_dropped_per_epoch
+            )
         except OutputError as exc:  # a disk that filled up while training: still test the model
             not_saved = exc
     if test is not None:

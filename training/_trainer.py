@@ -6,12 +6,16 @@ to epoch (model, optimizer, generator, history, best, bad epochs, global step) a
 reads its own checkpoint. The learning rate is a pure function of the global step
 (`training._config.learning_rate`), set in one place before each step.
 
+With `config.compile`, `_compile` gives the training step and validation one graph each: the
+partial last training batch is dropped, validation batches are padded to one size.
+
 Nothing here knows about Ray or Optuna: a search observes a run through `on_epoch_end`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +40,9 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # the whole epoch.
 _AUGMENT_CHUNK = 8192
 _EVAL_BATCH = 1024
+# torch.compile's backend. Tests swap in a cheap one: the guards, hence the recompiles, are
+# dynamo's and the same under every backend.
+_COMPILE_BACKEND = "inductor"
 # Check the running loss for NaN/inf every this many global steps: a check costs a device sync.
 _FINITE_CHECK_EVERY = 50
 # /proc/cpuinfo flags of CPUs that compute in bf16 natively (x86 AVX512-BF16, Intel AMX; ARM's
@@ -73,6 +80,8 @@ class TrainResult:
     wall_time: float
     device: str
     extra: dict = field(default_factory=dict)
+    # Training images left out of every epoch: compiled, the partial last batch is dropped.
+    images_dropped_per_epoch: int = 0
 
     @property
     def best(self) -> EpochStats:
@@ -198,6 +207,11 @@ def train(
         raise ValueError("the training set is empty")
     if config.patience is not None and val_set is None:
         raise ValueError("early stopping (patience) needs a validation set")
+    if config.compile and len(train_set) < config.batch_size:
+        raise ValueError(
+            f"invalid batch_size={config.batch_size} with compile (which drops the partial last "
+            f"batch); expected at most the {len(train_set)} training images"
+        )
     autocast = resolve_precision(config.precision, device)
     start = time.perf_counter()
     if device.type == "cuda":
@@ -220,8 +234,12 @@ def train(
         run.load(checkpoint_path, device)
     images, labels = train_set.images.to(device), train_set.labels.to(device)
     val_data = val_set.to(device) if val_set is not None else None
-    step_model = torch.compile(model) if config.compile else model
-    steps_per_epoch = math.ceil(len(labels) / config.batch_size)
+    step_model, eval_model = _compile(model, val_set) if config.compile else (model, model)
+    # Compiled, every training batch is full, so one graph serves the whole run: the partial last
+    # batch is dropped (each epoch's fresh order drops other images). Padding it instead would
+    # need a masked loss and would still feed the padding into BatchNorm's batch statistics.
+    trained = len(labels) - len(labels) % config.batch_size if config.compile else len(labels)
+    steps_per_epoch = math.ceil(trained / config.batch_size)
 
     stopped_early = False
     for epoch in range(run.epochs_done + 1, config.epochs + 1):
@@ -230,24 +248,24 @@ def train(
         loss_sum, correct = _train_epoch(
             run, step_model, images, labels, augment, steps_per_epoch, autocast, on_batch_end
         )
-        train_loss = _finite(loss_sum.item(), "training", epoch) / len(labels)
+        train_loss = _finite(loss_sum.item(), "training", epoch) / trained
         train_time = time.perf_counter() - epoch_start
         val = None
         if val_data is not None:
             val = evaluate(
-                step_model, val_data, device=device, tta=config.tta, precision=config.precision
+                eval_model, val_data, device=device, tta=config.tta, precision=config.precision
             )
             _finite(val.loss, "validation", epoch)
         run.end_epoch(
             EpochStats(
                 epoch=epoch,
                 train_loss=train_loss,
-                train_accuracy=correct.item() / len(labels),
+                train_accuracy=correct.item() / trained,
                 val_loss=val.loss if val else None,
                 val_accuracy=val.accuracy if val else None,
                 lr=lr,
                 epoch_time=time.perf_counter() - epoch_start,
-                images_per_second=len(labels) / train_time,
+                images_per_second=trained / train_time,
                 val_tta=val is not None and val.tta,
             )
         )
@@ -269,7 +287,49 @@ def train(
         stopped_early=stopped_early,
         wall_time=time.perf_counter() - start,
         device=str(device),
+        images_dropped_per_epoch=len(labels) - trained,
     )
+
+
+def _compile(model: nn.Module, val_set: LabeledImages | None) -> tuple[nn.Module, nn.Module]:
+    """`model` compiled for the training step, and a module that evaluates it through its own
+    compiled function, on batches padded to min(_EVAL_BATCH, validation images) (`_PaddedEval`).
+
+    Two code objects, so each keeps its one graph: one compiled model serving both would recompile
+    on the grad-mode and training-flag guards. dynamic=False: no shape ever changes (full training
+    batches, padded evaluation batches), so nothing is traced with symbolic sizes."""
+    compile = functools.partial(torch.compile, dynamic=False, backend=_COMPILE_BACKEND)
+    eval_size = min(_EVAL_BATCH, len(val_set)) if val_set is not None else _EVAL_BATCH
+    return compile(model), _PaddedEval(model, eval_size, compile(_logits))
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`model(x)`, as a function of its own: what `_compile` compiles for evaluation."""
+    return model(x)
+
+
+class _PaddedEval(nn.Module):
+    """`model` for `evaluate`, run through `logits(model, x)` on batches of exactly `size` images.
+
+    A smaller batch (the last) is padded with zeros and the padding's logits dropped, so a
+    compiled `logits` sees one shape; as eval mode scores every image on its own, the logits and
+    counts are those of the unpadded batch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        size: int,
+        logits: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _logits,
+    ) -> None:
+        super().__init__()
+        self.model, self.size, self.logits = model, size, logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        if n < self.size:
+            x = torch.cat([x, x.new_zeros(self.size - n, *x.shape[1:])])
+        # TTA's mirrored batch and the padded one keep channels_last strides: no stride guard fails.
+        return self.logits(self.model, x.contiguous(memory_format=torch.channels_last))[:n]
 
 
 def _train_epoch(
@@ -287,7 +347,9 @@ def _train_epoch(
     config, optimizer, device = run.config, run.optimizer, images.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    batches = _shuffled_batches(images, labels, augment, config.batch_size, run.generator)
+    batches = _shuffled_batches(
+        images, labels, augment, config.batch_size, steps_per_epoch, run.generator
+    )
     for done, (x, y) in enumerate(batches, 1):
         for group in optimizer.param_groups:  # the one place the learning rate is set
             group["lr"] = learning_rate(config, run.step, steps_per_epoch)
@@ -312,10 +374,13 @@ def _shuffled_batches(
     labels: torch.Tensor,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
     batch_size: int,
+    steps: int,
     generator: torch.Generator,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The epoch's augmented batches in a fresh random order, augmented a chunk at a time."""
+    """The epoch's first `steps` augmented batches in a fresh random order, augmented a chunk at
+    a time (`steps` short of covering every image drops the rest of the order)."""
     order = torch.randperm(len(labels), device=labels.device, generator=generator)
+    order = order[: steps * batch_size]
     # Chunks hold whole batches, so every batch but the epoch's last has batch_size images.
     for chunk in order.split(max(1, _AUGMENT_CHUNK // batch_size) * batch_size):
         yield from zip(
