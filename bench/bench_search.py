@@ -85,19 +85,24 @@ class SearchRun:
     per_trial: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _visible() -> list[str]:
-    """`--id=...` for the GPUs Ray will use: nvidia-smi ignores CUDA_VISIBLE_DEVICES."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    return [f"--id={visible}"] if visible else []
+def visible_gpus() -> list[str] | None:
+    """nvidia-smi's `--id=...` for the GPUs CUDA (and so Ray) will use, as nvidia-smi ignores
+    CUDA_VISIBLE_DEVICES: [] when it is unset (all GPUs), None when it is set but empty, which
+    hides every GPU."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return []
+    return [f"--id={visible.strip()}"] if visible.strip() else None
 
 
 def gpu_names() -> list[str]:
-    """The GPUs nvidia-smi lists; empty when there is none (or no driver)."""
-    if shutil.which("nvidia-smi") is None:
+    """The GPUs nvidia-smi lists that CUDA may use; empty when there is none (or no driver)."""
+    visible = visible_gpus()
+    if visible is None or shutil.which("nvidia-smi") is None:
         return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", *_visible()],
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", *visible],
             capture_output=True,
             text=True,
             timeout=30,
@@ -120,7 +125,7 @@ class GpuSampler:
                 "--format=csv,noheader,nounits",
                 "-lms",
                 "200",
-                *_visible(),
+                *(visible_gpus() or []),  # only made when gpu_names() found some
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

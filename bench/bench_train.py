@@ -363,6 +363,11 @@ def main() -> None:
             f"ratio: ours is {result['speedup']:.2f}x the reference's speed "
             f"(CPU time: the reference uses {result['cpu_ratio']:.2f}x ours)"
         )
+    if device.type == "cuda":
+        # What a search trial of this model needs of its GPU share (studies/*.py gpu_share);
+        # with the reference in the same process, the larger of the two pipelines' peaks.
+        result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        print(f"peak GPU memory allocated: {result['peak_memory_gib']:.2f} GiB")
     result["targets"] = check_targets(args.model, device, result)
     for line in result["targets"]:
         print(line)

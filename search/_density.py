@@ -276,6 +276,9 @@ def _train_folds(
             fail(f"{exc}; free space there and run the same command again", code=1)
         except NonFiniteLossError as exc:
             fail(f"fold model {fold} did not train ({exc}); expected a recipe that trains", code=1)
+        finally:
+            result = None  # the model on the GPU goes before the next fold trains
+            release_gpu()
         accuracies.append(round(held_out.accuracy, 6))
         sizes.append(len(held))
         print(
@@ -293,6 +296,18 @@ def _train_folds(
         "seconds": seconds,
         "trained": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def release_gpu() -> None:
+    """Give the driver's cached GPU memory back to the GPU: the fold models train in the driver,
+    and the trials that share the GPU after them need that memory."""
+    import gc
+
+    import torch
+
+    if torch.cuda.is_initialized():
+        gc.collect()  # the fold's model and optimizer, held in reference cycles
+        torch.cuda.empty_cache()
 
 
 # Per Ray worker process: (fold folder, record fingerprint, device) -> (models, held-out folds).
@@ -333,13 +348,13 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
     (the fold models' held-out folds are the scoring data) but kept so that both trial
     functions take the same arguments.
     """
-    import ray
     import torch
     from ray import tune
 
     from training import density_scores
 
     from ._space import get_space
+    from ._trainable import trial_device
 
     start = time.perf_counter()
     number = int(config["trial_number"])
@@ -348,9 +363,7 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
     trial_config = get_space(settings.space).trial_config(
         params, model=settings.model, precision=settings.precision
     )
-    torch.set_num_threads(max(1, settings.cpus_per_trial))
-    use_cuda = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
-    device = torch.device("cuda" if use_cuda else "cpu")
+    device, device_name = trial_device(settings)
     models, held = _fold_models(record, train_set, device)
     # One seed for every trial (common random numbers; see the module docstring).
     generator = torch.Generator(device=device).manual_seed(settings.seed)
@@ -382,7 +395,6 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
         }
         if step < settings.max_epochs:
             tune.report(metrics)
-    device_name = torch.cuda.get_device_name(device) if use_cuda else "cpu"
     tune.report(
         {
             **metrics,

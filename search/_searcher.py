@@ -363,19 +363,30 @@ def _finite(value: Any) -> float | None:
 
 # The last line of a Python traceback: "SomeError: message".
 _ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt)[\w]*)(:.*)?$")
+_OUT_OF_MEMORY = re.compile(r"^[\w.]*OutOfMemoryError\b")
 _PID = re.compile(r"^\s*pid: (\d+)\s*$", re.MULTILINE)
 
 
 def error_summary(text: str) -> str:
-    """The exception line of a Ray error report (the last 'XError: ...' line), else its tail."""
+    """The exception line of a Ray error report (the last 'XError: ...' line), else its tail;
+    an out-of-memory error's line starts with "out of memory: "."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
         if _ERROR_LINE.match(line) and not line.startswith(("ray.exceptions.", "Failure #")):
-            return line[:500]
+            return _plain(line)
     for line in reversed(lines):
         if _ERROR_LINE.match(line):
-            return line[:500]
+            return _plain(line)
     return (lines[-1] if lines else "the trial failed without a message")[:500]
+
+
+def _plain(line: str) -> str:
+    """`line`, cut to 500 characters; said plainly when it is an out-of-memory error, whose own
+    words vary (torch's "CUDA out of memory. Tried to allocate ...", Ray's "Task was killed due
+    to the node running low on memory")."""
+    if _OUT_OF_MEMORY.match(line):
+        line = f"out of memory: {line}"
+    return line[:500]
 
 
 def trial_error_message(trial: Trial) -> str:

@@ -62,6 +62,10 @@ class Space:
     # epochs rank a space's configurations, which is what these should follow.
     grace_period: int = 1
     reduction_factor: int = 3
+    # The share of one GPU a trial takes by default (`search.run --gpus-per-trial`), and the
+    # part of the GPU's memory it may hold (search/_trainable.py caps each trial at it): from the
+    # peak memory of the space's model, so that the trials sharing a GPU fit in it together.
+    gpu_share: float = 0.25
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -72,6 +76,11 @@ class Space:
         if (self.method == "density") != (self.fold_recipe is not None):
             raise ValueError(
                 f"space {self.name!r}: a fold_recipe goes with method 'density', and only with it"
+            )
+        if not 0 < self.gpu_share <= 1:
+            raise ValueError(
+                f"invalid gpu_share={self.gpu_share!r} in space {self.name!r}; expected a share "
+                "of one GPU in (0, 1]"
             )
 
     @property

@@ -140,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpus-per-trial",
         type=float,
         default=None,
-        help="GPU share of a trial, e.g. 0.25 = four trials per GPU "
-        "(default: 0.25 when a GPU is present, else 0 = CPU)",
+        help="GPU share of a trial, e.g. 0.25 = four trials per GPU; each trial's GPU memory is "
+        "capped at its share (default with a GPU: the space's, "
+        + ", ".join(f"{s.name} {s.gpu_share:g}" for s in available_spaces().values())
+        + "; without: 0 = CPU)",
     )
     parser.add_argument(
         "--cpus-per-trial",
@@ -267,16 +269,17 @@ def plan_search(
     remaining: int,
     gpus_per_trial: float | None = None,
     cpus_per_trial: int | None = None,
+    space_share: float = 0.25,
 ) -> SearchPlan:
     """The resources of each trial and how many run at once, for a cluster of `cluster_cpus`
     CPUs and `cluster_gpus` GPUs and `remaining` trials to run.
 
-    Without --gpus-per-trial a trial takes a quarter of a GPU when there is one, else none; on
-    GPUs the CPUs are shared out among the trials that fit. Raises ValueError for a GPU share on
-    a cluster without GPUs.
+    Without --gpus-per-trial a trial takes the space's share of a GPU (`space_share`,
+    `Space.gpu_share`) when there is one, else none; on GPUs the CPUs are shared out among the
+    trials that fit. Raises ValueError for a GPU share on a cluster without GPUs.
     """
     if gpus_per_trial is None:
-        gpus_per_trial = 0.25 if cluster_gpus else 0.0
+        gpus_per_trial = space_share if cluster_gpus else 0.0
     if gpus_per_trial > 0 and cluster_gpus == 0:
         raise ValueError(
             f"--gpus-per-trial {gpus_per_trial} asks for a GPU but the Ray cluster has none; "
@@ -743,6 +746,7 @@ def _run_search(job: SearchJob) -> SearchOutcome:
                 remaining=job.remaining,
                 gpus_per_trial=args.gpus_per_trial,
                 cpus_per_trial=args.cpus_per_trial,
+                space_share=job.space.gpu_share,
             )
         except ValueError as exc:
             fail(str(exc))
@@ -781,6 +785,7 @@ def _run_search(job: SearchJob) -> SearchOutcome:
             seed=settings.seed,
             output_dir=str(job.output_dir),
             cpus_per_trial=plan.cpus_per_trial,
+            gpus_per_trial=plan.gpus_per_trial,
             model=settings.model,
             precision=settings.precision,
             folds=folds,

@@ -40,4 +40,8 @@ SPACE = Space(
     to_config=to_config,
     full_epochs=1800,
     max_epochs=30,
+    # A whole GPU per trial until its peak is measured on one (bench_train.py records
+    # `peak_memory_gib`): what backward keeps of a 2x96d batch of 256 is about 12 GB in fp32
+    # (counted on CPU with saved_tensors_hooks), more than a quarter of a 40 GB GPU.
+    gpu_share=1.0,
 )

@@ -1,4 +1,5 @@
-"""Faults during a real search: Ctrl+C to the driver, and a trial's Ray worker process killed.
+"""Faults during a real search: Ctrl+C to the driver, a trial's Ray worker process killed, a
+trial out of GPU memory, a full disk.
 
 (A driver killed with SIGKILL is in test_search.py.)
 """
@@ -208,6 +209,28 @@ def test_killed_trial_worker_fails_that_trial_and_the_search_goes_on(tmp_path, d
     # The search went on to --trials (a failed trial counts: its configuration was tried).
     assert len(trials) == 4
     assert sum(t.state in (States.COMPLETE, States.PRUNED) for t in trials) == 3
+
+
+def test_out_of_gpu_memory_fails_that_trial_alone(tmp_path, data_root):
+    """Trial #1 runs out of memory at its first epoch (the SEARCH_INJECT_OOM_TRIAL test hook
+    raises torch.cuda.OutOfMemoryError inside training.train, as a trial past its GPU share
+    would): it alone is FAIL "out of memory", the others finish and the search exits 0."""
+    command = [*search_command(tmp_path, data_root, 4)]
+    command[command.index("--max-epochs") + 1] = "2"
+    env = {**ENV, "SEARCH_INJECT_OOM_TRIAL": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    trials = load(tmp_path).get_trials()
+    assert_dense_and_settled(trials)
+    assert len(trials) == 4
+    oom = trials[1]
+    assert oom.state == States.FAIL
+    reason = oom.user_attrs["fail_reason"]
+    assert reason.startswith("out of memory: torch.OutOfMemoryError: CUDA out of memory"), reason
+    assert oom.user_attrs["epochs_run"] == 0 and not oom.intermediate_values
+    assert "trial #1 FAIL: out of memory" in done.stdout
+    others = [t.state for t in trials if t.number != 1]
+    assert all(state in (States.COMPLETE, States.PRUNED) for state in others), others
 
 
 def full_disk_command(data_root: Path, studies_dir: Path, *extra: str) -> list[str]:

@@ -22,6 +22,7 @@ from conftest import REPO
 
 from search._space import get_space
 from search._study import STUDIES_DIR, redact
+from search._trainable import CONTEXT_RESERVE, memory_fraction
 from search.run import (
     SearchPlan,
     SettingsConflict,
@@ -257,10 +258,39 @@ def test_bf16_on_a_cpu_without_it_is_refused_before_the_data(tmp_path, capsys, m
             {"cluster_cpus": 16, "cluster_gpus": 2, "remaining": 8, "gpus_per_trial": 0},
             SearchPlan(8, 1, 0),
         ),
+        # The space's share is the default (Shake-Shake: a whole GPU a trial)...
+        (
+            {"cluster_cpus": 16, "cluster_gpus": 1, "remaining": 8, "space_share": 1.0},
+            SearchPlan(1, 16, 1.0),
+        ),
+        # ...and an explicit --gpus-per-trial overrides it; no GPU: none either way.
+        (
+            {
+                "cluster_cpus": 16,
+                "cluster_gpus": 1,
+                "remaining": 8,
+                "gpus_per_trial": 0.5,
+                "space_share": 1.0,
+            },
+            SearchPlan(2, 8, 0.5),
+        ),
+        (
+            {"cluster_cpus": 2, "cluster_gpus": 0, "remaining": 8, "space_share": 1.0},
+            SearchPlan(2, 1, 0.0),
+        ),
     ],
 )
 def test_plan_search(kwargs, plan):
     assert plan_search(**kwargs) == plan
+
+
+def test_a_trials_memory_cap_is_its_share_less_its_cuda_context():
+    gib = 1 << 30
+    assert memory_fraction(0.25, 80 * gib) == 0.25 - 1 / 80
+    # Four trials' caps and contexts fill the GPU, no more.
+    assert 4 * (memory_fraction(0.25, 80 * gib) * 80 * gib + CONTEXT_RESERVE) == 80 * gib
+    assert memory_fraction(0.05, 16 * gib) == 0.025  # never below half the share
+    assert memory_fraction(1.0, 16 * gib) == memory_fraction(2.0, 16 * gib) == 1.0
 
 
 def test_plan_search_refuses_a_gpu_share_without_gpus():

@@ -23,6 +23,7 @@ from search._searcher import (
     TrialOutcome,
     TruthfulOptunaSearch,
     decide,
+    error_summary,
 )
 from search._space import PROGRESS_WORDS
 from search._study import (
@@ -198,6 +199,41 @@ def test_errored_trial_is_fail_with_its_message():
     assert trial.user_attrs["epochs_run"] == 1 and trial.intermediate_values == {1: 0.1}
     assert searcher.outcome("a").describe() == "FAIL: NonFiniteLossError: loss is nan"
     assert count_finished(searcher.study) == 1  # its configuration was tried
+
+
+# The end of a Ray error file for a trial whose training raised (as Ray 2.60 writes it).
+RAY_ERROR = """Failure # 1 (occurred at 2026-12-01_21-00-00)
+ray::ImplicitFunc.train() (pid=4242, ip=127.0.0.1, actor_id=abc, repr=run_trial)
+  File "/site/ray/tune/trainable/trainable.py", line 331, in train
+    raise skipped from exception_cause(skipped)
+  File "/repo/training/_trainer.py", line 240, in train
+    on_epoch_end(run.history[-1])
+{line}
+"""
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0",
+            "out of memory: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate "
+            "2.00 GiB. GPU 0",
+        ),
+        (
+            "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on "
+            "memory.",
+            "out of memory: ray.exceptions.OutOfMemoryError: Task was killed due to the node "
+            "running low on memory.",
+        ),
+        (
+            "training._trainer.NonFiniteLossError: training loss became nan at epoch 1",
+            "training._trainer.NonFiniteLossError: training loss became nan at epoch 1",
+        ),
+    ],
+)
+def test_error_reason_is_the_exception_line_and_says_out_of_memory_plainly(line, reason):
+    assert error_summary(RAY_ERROR.format(line=line)) == reason
 
 
 def test_unfinished_trials_become_interrupted_with_their_epochs():

@@ -7,7 +7,7 @@ import math
 import optuna
 import pytest
 
-from search import available_spaces, get_space
+from search import Space, available_spaces, get_space
 from search._samplers import SAMPLERS, make_sampler
 from training import TrainConfig
 
@@ -58,6 +58,28 @@ def test_cnn_reg_searches_the_crop_padding_and_older_trials_keep_theirs():
     older = dict(trial.params)
     del older["crop_padding"]
     assert space.to_config(older).crop_padding == 4
+
+
+def test_each_space_has_a_gpu_share_from_its_model():
+    shares = {name: space.gpu_share for name, space in available_spaces().items()}
+    assert all(0 < share <= 1 for share in shares.values()), shares
+    # cnn_reg and the policy spaces' cnn_reg children: four a GPU; Shake-Shake is unmeasured.
+    assert shares["cnn_reg"] == shares["policy"] == shares["policy_child"] == 0.25
+    assert shares["shake"] == 1.0
+
+
+@pytest.mark.parametrize("share", [0, -0.5, 1.5])
+def test_a_gpu_share_outside_one_gpu_is_refused(share):
+    space = get_space("cnn_reg")
+    with pytest.raises(ValueError, match=rf"invalid gpu_share={share!r} in space 'x'"):
+        Space(
+            name="x",
+            description="",
+            suggest=space.suggest,
+            to_config=space.to_config,
+            full_epochs=1,
+            gpu_share=share,
+        )
 
 
 def test_unknown_space_lists_known_ones():
