@@ -7,9 +7,13 @@ only defines the type and finds the declarations.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # importing training (torch) here would slow every command line
@@ -142,9 +146,34 @@ class Space:
         return changed
 
 
+# The `studies` package installed beside `search` (in the repository, or in site-packages).
+_STUDIES_PACKAGE = Path(__file__).resolve().parent.parent / "studies"
+
+
+def _studies_package() -> ModuleType:
+    """Our `studies` package, never a `studies/` folder of the working directory: the default
+    --studies-dir makes one there, and Python would import it (as a namespace package) instead."""
+    module = sys.modules.get("studies")
+    if module is not None and getattr(module, "__file__", None) == str(
+        _STUDIES_PACKAGE / "__init__.py"
+    ):
+        return module
+    spec = importlib.util.spec_from_file_location(
+        "studies",
+        _STUDIES_PACKAGE / "__init__.py",
+        submodule_search_locations=[str(_STUDIES_PACKAGE)],
+    )
+    if spec is None or spec.loader is None:
+        raise ValueError(f"the search spaces' package is missing: {_STUDIES_PACKAGE}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["studies"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def available_spaces() -> dict[str, Space]:
     """Every `SPACE` declared by a module of the `studies` package, by name."""
-    import studies
+    studies = _studies_package()
 
     spaces: dict[str, Space] = {}
     for module in pkgutil.iter_modules(studies.__path__):

@@ -486,3 +486,27 @@ def test_processes_opening_one_new_sqlite_study_at_once_all_succeed(tmp_path):
             worker.join(timeout=120)
         outcomes = [results.get(timeout=10) for _ in workers]
         assert outcomes == ["ok"] * 6, outcomes
+
+
+@pytest.mark.slow
+def test_search_runs_from_a_folder_holding_a_studies_folder(tmp_path, data_root):
+    # The default --studies-dir makes studies/ in the working directory; Python would import it
+    # as the `studies` package, and the search would find no space (as it did from any folder
+    # but the project's root).
+    (tmp_path / "studies").mkdir()
+    command = [sys.executable, "-m", "search.run", "--space", "cnn_reg", "--trials", "1"]
+    command += ["--max-epochs", "1", "--train-size", "200", "--val-size", "200"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(
+        [*command, "--data", str(data_root)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    study = optuna.load_study(
+        study_name="cnn_reg", storage=f"sqlite:///{tmp_path / 'studies' / 'cnn_reg.db'}"
+    )
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
