@@ -141,6 +141,8 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
             hide_password=False
         )
     try:
+        if must_exist:  # before RDBStorage, which creates its tables in any database it opens
+            _check_holds_optuna_tables(connect_url, engine_kwargs, url)
         return _new_rdb_storage(connect_url, engine_kwargs)
     except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:
         raise StudyError(
@@ -167,6 +169,44 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
         raise StudyError(f"cannot open storage {redact(url)!r}: {_scrub(str(exc), url)}") from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise StudyError(f"cannot open storage {redact(url)!r}: {type(exc).__name__}") from None
+
+
+# Tables every Optuna RDB storage has; a database without them holds no study of ours.
+_OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
+
+
+def _check_holds_optuna_tables(connect_url: str, engine_kwargs: dict[str, Any], url: str) -> None:
+    """StudyError unless the database already holds Optuna's tables; reads only (SQLite files
+    are opened read-only), so another program's database is left byte for byte as it was."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(connect_url)
+    if parsed.get_backend_name() == "sqlite":
+        import sqlite3
+        from urllib.parse import quote
+
+        try:
+            with sqlite3.connect(f"file:{quote(str(parsed.database))}?mode=ro", uri=True) as db:
+                rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                tables = {name for (name,) in rows}
+            db.close()
+        except sqlite3.DatabaseError as exc:
+            raise StudyError(
+                f"{parsed.database} is not a study database ({exc}); expected the SQLite file a "
+                "search wrote"
+            ) from None
+    else:
+        engine = sqlalchemy.create_engine(connect_url, **engine_kwargs)
+        try:
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    if not _OPTUNA_TABLES <= tables:
+        raise StudyError(
+            f"storage {redact(url)!r} holds no Optuna study tables; expected a database that a "
+            "search wrote (nothing was written to it)"
+        )
 
 
 def _new_rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:

@@ -248,3 +248,40 @@ def test_gpu_share_without_a_gpu_leaves_no_study_behind(tmp_path, data_root):
         "use --gpus-per-trial 0"
     )
     assert not out.exists()
+
+
+def _foreign_sqlite(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (line TEXT)")
+        db.execute("INSERT INTO notes VALUES ('another program wrote this')")
+    db.close()
+
+
+@pytest.mark.parametrize("command", ["retrain", "report", "dashboard", "export_policy"])
+@pytest.mark.parametrize("kind", ["foreign", "empty", "not sqlite"])
+def test_read_only_commands_write_nothing_into_a_database_of_another_kind(
+    tmp_path, capsys, command, kind
+):
+    import importlib
+
+    db = tmp_path / "other.db"
+    if kind == "foreign":
+        _foreign_sqlite(db)
+    elif kind == "empty":
+        db.write_bytes(b"")
+    else:
+        db.write_bytes(b"plain text, not a database\n" * 10)
+    before = db.read_bytes()
+    module = importlib.import_module(f"search.{command}")
+    argv = ["--study", "cnn_reg", "--storage", f"sqlite:///{db}"]
+    if command == "export_policy":
+        argv += ["-o", str(tmp_path / "policy.json")]
+    with pytest.raises(SystemExit) as exited:
+        module.main(argv)
+    assert exited.value.code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "holds no Optuna study tables" in line or "is not a study database" in line, line
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
