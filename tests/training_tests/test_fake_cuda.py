@@ -23,7 +23,6 @@ CPU-only build may not).
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import os
@@ -510,10 +509,8 @@ def test_one_augmentation_batch_of_every_policy_on_cuda_matches_the_cpu(emulated
 def test_evaluate_on_cuda_matches_the_cpu(emulated, tta):
     model, data = build_model(TrainConfig(model="cnn_reg"), CPU), _images(40, seed=2)
     expected = evaluate(model, data, device="cpu", tta=tta, precision="fp32")
-    model = copy.deepcopy(model)
-    with emulated:
-        on_cuda = model.to("cuda")
-        result = evaluate(on_cuda, data, device="cuda", tta=tta, precision="fp32")
+    with emulated:  # the model moves to the GPU, as a trained one would
+        result = evaluate(model.to("cuda"), data, device="cuda", tta=tta, precision="fp32")
     assert (result.count, result.confusion, result.tta) == (40, expected.confusion, tta)
     assert result.loss == pytest.approx(expected.loss, rel=1e-5)
 
@@ -527,9 +524,8 @@ def test_density_scores_on_cuda_match_the_cpu(emulated):
     expected = list(
         density_scores(models, held_out, augment, generator=generator, device="cpu", **options)
     )
-    cuda_models = [copy.deepcopy(m) for m in models]
     with emulated:
-        cuda_models = [m.to("cuda") for m in cuda_models]
+        cuda_models = [m.to("cuda") for m in models]
         cuda_held_out = [data.to("cuda") for data in held_out]
         generator = torch.Generator(device="cuda").manual_seed(7)
         scores = list(
