@@ -173,8 +173,10 @@ def apply_by_op(
     """
     skip = len(kernels)
     # One host sync: the group sizes. Sorting by key puts each op's images together, so every
-    # op runs once on its whole group instead of once per image.
-    counts = torch.bincount(keys, minlength=skip + 1).tolist()
+    # op runs once on its whole group instead of once per image. Counted by scatter_add_, not
+    # bincount: on CUDA bincount syncs twice more to size its output (a min and a max).
+    counts = torch.zeros(skip + 1, dtype=torch.long, device=keys.device)
+    counts = counts.scatter_add_(0, keys, torch.ones_like(keys)).tolist()
     groups = torch.argsort(keys, stable=True).split(counts)
     for kernel, idx in zip(kernels, groups[:skip], strict=True):
         if kernel is None or idx.numel() == 0:
