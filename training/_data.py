@@ -116,7 +116,7 @@ def load_cifar10(
         if explicit or not download:
             raise DataError(_not_found(root, split))
         source = _download(root)
-    cache = _cache_path(source, split)
+    cache = _cache_path(source, split, beside=not explicit)
     if cache.exists():
         try:
             cached = torch.load(cache, weights_only=True)
@@ -350,21 +350,23 @@ def _decode_image(source: Path, name: str, data: bytes) -> np.ndarray:
     return array
 
 
-def _cache_path(source: Path, split: str) -> Path:
-    """Beside the source when writable, else under `$CIFAR10_CACHE` or ~/.cache/cifar-search."""
+def _cache_path(source: Path, split: str, *, beside: bool) -> Path:
+    """Under `$CIFAR10_CACHE` when set; else, when `beside` (the default ./data, which is ours)
+    and writable, beside the source; else under ~/.cache/cifar-search. A folder the user named
+    is only read, never written into."""
     stats = [source.stat()] if source.is_file() else [p.stat() for p in sorted(source.iterdir())]
     key = hashlib.sha1(
         f"{_CACHE_FORMAT}|{source.resolve()}|{split}|"
         f"{[(s.st_size, s.st_mtime_ns) for s in stats]}".encode()
     ).hexdigest()[:16]
     name = f"cifar10-{split}-{key}.pt"
-    beside = source.parent
+    folder = source.parent
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]) / name
     # Mode bits as well as a real probe file: root may write anywhere, but a folder without
     # write bits (a shared, read-only data set) is not ours to write into.
-    if beside.stat().st_mode & stat.S_IWUSR and _can_create_in(beside):
-        return beside / ".cache" / name
+    if beside and folder.stat().st_mode & stat.S_IWUSR and _can_create_in(folder):
+        return folder / ".cache" / name
     return Path.home() / ".cache" / "cifar-search" / name
 
 

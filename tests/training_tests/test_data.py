@@ -101,6 +101,28 @@ def test_image_tree_folder_and_zip(tmp_path, monkeypatch):
         assert cat[:, 0, 0].tolist() == [10, 20, 30]
 
 
+@pytest.mark.parametrize("given_by", ["argument", "environment"])
+def test_a_named_data_folder_is_never_written_into(tmp_path, monkeypatch, given_by):
+    """The cache goes to ~/.cache/cifar-search for a folder the user named; only the default
+    ./data (ours: it is downloaded into) keeps its cache beside the data."""
+    monkeypatch.delenv("CIFAR10_CACHE", raising=False)
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    files = {"train/cat/1.png": _png((10, 20, 30)), "train/dog/2.png": _png((1, 2, 3))}
+    for folder in (tmp_path / "named", tmp_path / "data"):
+        _write_tree(folder, files)
+    before = sorted((tmp_path / "named").rglob("*"))
+    if given_by == "environment":
+        monkeypatch.setenv("CIFAR10_DATA", str(tmp_path / "named"))
+    assert len(load_cifar10(tmp_path / "named" if given_by == "argument" else None)) == 2
+    assert sorted((tmp_path / "named").rglob("*")) == before
+    assert list((tmp_path / "home" / ".cache" / "cifar-search").glob("cifar10-train-*.pt"))
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    load_cifar10(None, "train")  # the default ./data
+    assert list((tmp_path / "data" / ".cache").glob("cifar10-train-*.pt"))
+
+
 @pytest.mark.parametrize(
     "files, message",
     [
