@@ -221,7 +221,7 @@ def run_training(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         # No validation pass per epoch: nothing here reads it, and it would cost a quarter of
         # the run; the test split is evaluated once, at the end.
         result = train(config, train_set, device=args.device)
-        tested = evaluate(result.model, test_set, device=args.device, precision=config.precision)
+        tested = evaluate(result.model, test_set, device=args.device, precision=result.precision)
         append(
             args.log,
             {
@@ -230,6 +230,7 @@ def run_training(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                 "test_accuracy": tested.accuracy,
                 "seconds": round(time.perf_counter() - start, 1),
                 "config": config.to_dict(),
+                "precision": result.precision,  # what ran ("auto" resolved)
                 "train_size": len(train_set),
                 "test_size": len(test_set),
                 "epochs": args.epochs,

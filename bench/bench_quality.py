@@ -71,7 +71,9 @@ def run_recipes(args: argparse.Namespace, done: set[tuple[str, int]]) -> None:
         config = recipes()[name].replace(epochs=args.epochs, seed=seed, **_overrides(args))
         start = time.perf_counter()
         result = train(config, train_set, val_set, device=args.device)
-        tested = evaluate(result.model, test_set, device=args.device, tta=config.tta)
+        tested = evaluate(
+            result.model, test_set, device=args.device, tta=config.tta, precision=result.precision
+        )
         row = {
             "row": name,
             "seed": seed,
@@ -79,6 +81,7 @@ def run_recipes(args: argparse.Namespace, done: set[tuple[str, int]]) -> None:
             "val_accuracy": result.history[-1].val_accuracy,
             "seconds": round(time.perf_counter() - start, 1),
             "config": config.to_dict(),
+            "precision": result.precision,  # what ran ("auto" resolved)
             **_scale(args, len(train_set)),
         }
         append(args.log, row)

@@ -1,9 +1,11 @@
 """Epoch time of our trainer against the reference report's DataLoader pipeline, same machine.
 
 Ours: `training.train` (whole training set resident on the device, crop + flip on whole batches;
-channels_last; on CUDA its defaults: bf16 autocast, fused Adam, cudnn.benchmark), Adam 1e-3,
-batch 128, no validation. `--precision bf16` runs ours under bf16 autocast on a CPU with native
-bf16 (AVX512-BF16 or AMX) too; the reference stays in fp32, as the report ran it.
+channels_last; on CUDA its defaults: fused Adam, cudnn.benchmark), Adam 1e-3, batch 128, no
+validation, in the precision `--precision auto` gives the device (`training.effective_precision`:
+bf16 on GPUs from compute capability 8.0 and on CPUs with native bf16 (AVX512-BF16 or AMX), fp16
+with loss scaling on 7.x GPUs, else fp32); `--precision fp32` times ours in fp32 anywhere. The
+reference stays in fp32, as the report ran it.
 Reference: what the course report ran: a torchvision `DataLoader` (shuffle, `--workers` worker
 processes, pin_memory on CUDA) over a Dataset that turns each uint8 HWC row into a PIL image (as
 `torchvision.datasets.CIFAR10.__getitem__` does), per-image RandomCrop(32, padding=4),
@@ -17,7 +19,7 @@ timed; reported: the median of the timed epochs, training only (validation is ex
 a reference epoch includes starting its workers, as a non-persistent DataLoader does).
 
     .venv/bin/python bench/bench_train.py [--device cuda] [--images 50000] [--epochs 3]
-        [--model cnn_reg|shake26_2x96d] [--compile] [--precision auto|fp32|bf16]
+        [--model cnn_reg|shake26_2x96d] [--compile] [--precision auto|fp32|bf16|fp16]
         [--skip-reference] [--json PATH]
 """
 
@@ -55,8 +57,8 @@ from training import (  # noqa: E402
     EpochStats,
     LabeledImages,
     TrainConfig,
+    effective_precision,
     load_cifar10,
-    resolve_precision,
     train,
 )
 
@@ -230,8 +232,8 @@ def main() -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="our trainer's autocast (TrainConfig.precision): auto = bf16 on CUDA, fp32 on CPU; "
-        "bf16 on CPU needs native bf16",
+        help="our trainer's autocast (TrainConfig.precision): auto = by the hardware "
+        "(training.effective_precision); bf16 needs native bf16, fp16 a CUDA GPU",
     )
     parser.add_argument("--skip-reference", action="store_true", help="time only our trainer")
     parser.add_argument(
@@ -256,10 +258,9 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device} asked for, but CUDA is not available")
     try:
-        autocast = resolve_precision(args.precision, device)
+        precision = effective_precision(args.precision, device)
     except ValueError as exc:
         parser.error(str(exc))
-    precision = "fp32" if autocast is None else "bf16"
     data = subset(load_cifar10(args.data, "train"), args.images, args.seed)
     info = machine(device)
     print(

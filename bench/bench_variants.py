@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, variants: dict[str, Any]) -> None:
         start = time.perf_counter()
         result = train(config, train_set, val_set, device=args.device)
         tested = evaluate(
-            result.model, test_set, device=args.device, tta=config.tta, precision=config.precision
+            result.model, test_set, device=args.device, tta=config.tta, precision=result.precision
         )
         append(
             args.log,
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace, variants: dict[str, Any]) -> None:
                 "val_accuracy": result.history[-1].val_accuracy,
                 "seconds": round(time.perf_counter() - start, 1),
                 "config": config.to_dict(),
+                "precision": result.precision,  # what ran ("auto" resolved)
                 "train_size": len(train_set),
                 "val_size": len(val_set),
                 "machine": machine_name(),

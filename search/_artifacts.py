@@ -4,7 +4,8 @@ Every command that saves a model (`search.train --save`, each search trial, `sea
 writes it through `save_run`, in one schema, and `load_model` reads it back:
 
     weights.pt   the model's state dict
-    config.json  {"train_config": TrainConfig.to_dict(), ...what the writer adds (trial, params)}
+    config.json  {"train_config": TrainConfig.to_dict(), "precision": what ran (fp32, bf16 or
+                  fp16; train_config's "auto" resolved), ...what the writer adds (trial, params)}
 """
 
 from __future__ import annotations
@@ -22,14 +23,23 @@ from training import OutputError, TrainConfig, atomic_write, atomic_write_json, 
 WEIGHTS = "weights.pt"
 CONFIG = "config.json"
 TRAIN_CONFIG = "train_config"  # the key of config.json that holds the TrainConfig
+PRECISION = "precision"  # the key of config.json that holds the precision the run trained in
 
 
 class ArtifactError(ValueError):
     """Saved weights that cannot be used; the message names the file and what was expected."""
 
 
-def save_run(folder: str | Path, model: nn.Module, config: TrainConfig, **extra: Any) -> Path:
-    """Write `model`'s weights and `config` (plus the JSON-able `extra`) into `folder`.
+def save_run(
+    folder: str | Path,
+    model: nn.Module,
+    config: TrainConfig,
+    *,
+    precision: str | None = None,
+    **extra: Any,
+) -> Path:
+    """Write `model`'s weights and `config` (plus the JSON-able `extra`) into `folder`;
+    `precision` is the one it trained in (`TrainResult.precision`), recorded when given.
 
     Each file is written atomically, weights first, so a folder with a config.json holds a
     complete run. Returns the weights' path. Any failure raises `OutputError` with a one-line
@@ -42,7 +52,8 @@ def save_run(folder: str | Path, model: nn.Module, config: TrainConfig, **extra:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(weights, lambda tmp: torch.save(model.state_dict(), tmp))
         written = True
-        atomic_write_json(folder / CONFIG, {TRAIN_CONFIG: config.to_dict(), **extra})
+        recorded = {TRAIN_CONFIG: config.to_dict(), **({PRECISION: precision} if precision else {})}
+        atomic_write_json(folder / CONFIG, {**recorded, **extra})
     except (OSError, RuntimeError) as exc:  # torch.save reports write errors as RuntimeError
         if written:  # weights without their config.json would be a run nobody can load
             weights.unlink(missing_ok=True)
@@ -58,9 +69,7 @@ def save_run(folder: str | Path, model: nn.Module, config: TrainConfig, **extra:
 
 def load_model(target: str | Path, device: torch.device) -> tuple[nn.Module, TrainConfig]:
     """The model saved at `target` (a folder, or a weights file with config.json beside it)."""
-    target = Path(target)
-    weights = target / WEIGHTS if target.is_dir() else target
-    config_path = weights.parent / CONFIG
+    weights, config_path = _paths(target)
     if not weights.is_file():
         raise ArtifactError(f"no weights at {weights}; expected a retrain folder or a weights.pt")
     if not config_path.is_file():
@@ -94,3 +103,17 @@ def load_model(target: str | Path, device: torch.device) -> tuple[nn.Module, Tra
             f"weights in {weights} do not fit model {config.model!r} ({first})"
         ) from None
     return model, config
+
+
+def trained_precision(target: str | Path, config: TrainConfig) -> str:
+    """The precision the run saved at `target` trained in (`config`: what `load_model` gave):
+    what config.json records as run, else, for a run saved without it, what `config` asks."""
+    recorded = json.loads(_paths(target)[1].read_text()).get(PRECISION)
+    return recorded if isinstance(recorded, str) else config.precision
+
+
+def _paths(target: str | Path) -> tuple[Path, Path]:
+    """The weights file and config.json of the saved run at `target`."""
+    target = Path(target)
+    weights = target / WEIGHTS if target.is_dir() else target
+    return weights, weights.parent / CONFIG

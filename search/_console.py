@@ -139,8 +139,9 @@ def add_precision_option(
         "--precision",
         choices=list(PRECISIONS),
         default=None,
-        help="autocast: auto = bf16 on CUDA, fp32 on CPU; bf16 on CPU needs native bf16 "
-        f"(AVX512-BF16 or AMX) (default: {default})",
+        help="autocast: auto = by the hardware: bf16 on GPUs of compute capability 8.0+ and "
+        "CPUs with native bf16 (AVX512-BF16 or AMX), fp16 with loss scaling on 7.x GPUs, else "
+        f"fp32; bf16 needs native bf16, fp16 a CUDA GPU (default: {default})",
     )
 
 

@@ -263,11 +263,12 @@ def _train_folds(
         config = recipe.replace(seed=seed + fold)  # distinct initialisations across folds
         try:
             result = train(config, train_set.subset(kept))
-            held_out = evaluate(result.model, train_set.subset(held), precision=config.precision)
+            held_out = evaluate(result.model, train_set.subset(held), precision=result.precision)
             save_run(
                 fold_folder(folder, fold),
                 result.model,
                 config,
+                precision=result.precision,
                 fold=fold,
                 folds=k,
                 fingerprint=wanted["fingerprint"],
@@ -377,6 +378,8 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
         draws=record["draws"],
         generator=generator,
         device=device,
+        # The study's precision, which the fold models trained with: on the device they trained
+        # on, "auto" becomes what it was for them.
         precision=trial_config.precision,
     )
     for step, score in enumerate(scores, 1):

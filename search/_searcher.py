@@ -260,7 +260,11 @@ class TruthfulOptunaSearch(OptunaSearch):
             attrs["trial_time"] = result["trial_time"]
         if state == TrialState.COMPLETE:
             attrs.update(
-                {k: result[k] for k in ("wall_time", "device", "checkpoint_path") if k in result}
+                {
+                    k: result[k]
+                    for k in ("wall_time", "device", "precision", "checkpoint_path")
+                    if k in result
+                }
             )
         elif state == TrialState.PRUNED:
             attrs["pruned_by"] = "ASHA"

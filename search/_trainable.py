@@ -155,9 +155,14 @@ def run_trial(
         **held[-1],
         "wall_time": round(time.perf_counter() - start, 3),
         "device": device_name,
+        "precision": result.precision,  # what "auto" became on this trial's device
     }
     folder = trial_dir(settings.output_dir, number)
-    tune.report(final_report(final, folder, result.model, train_config, number, params))
+    tune.report(
+        final_report(
+            final, folder, result.model, train_config, number, params, precision=result.precision
+        )
+    )
 
 
 def final_report(
@@ -167,14 +172,17 @@ def final_report(
     config: TrainConfig,
     number: int,
     params: dict[str, Any],
+    *,
+    precision: str | None = None,
 ) -> dict[str, Any]:
-    """The trial's last report: `metrics` after saving the run in `folder`.
+    """The trial's last report: `metrics` after saving the run (trained in `precision`) in
+    `folder`.
 
     Saved: with `finished=True` and `checkpoint_path`. Not saved (a full disk, an unwritable
     folder): with `save_error`, one line saying why, so the trial's values still reach the study.
     """
     try:
-        weights = save_run(folder, model, config, trial=number, params=params)
+        weights = save_run(folder, model, config, precision=precision, trial=number, params=params)
     except OutputError as exc:
         return {**metrics, "save_error": str(exc)}
     return {**metrics, "finished": True, "checkpoint_path": str(weights)}

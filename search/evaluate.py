@@ -1,14 +1,33 @@
-"""Re-evaluate saved weights on the test split: `python -m search.evaluate DIR_OR_WEIGHTS`."""
+"""Re-evaluate saved weights on the test split: `python -m search.evaluate DIR_OR_WEIGHTS`.
+
+The test runs in the precision the model trained in (config.json records it), unless
+`--precision` says otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from training import DataError, evaluate, load_cifar10, resolve_device
+import torch
 
-from ._artifacts import ArtifactError, load_model
-from ._console import HelpFormatter, add_data_options, fail, format_test_report
+from training import (
+    DataError,
+    TrainConfig,
+    effective_precision,
+    evaluate,
+    load_cifar10,
+    resolve_device,
+)
+
+from ._artifacts import ArtifactError, load_model, trained_precision
+from ._console import (
+    HelpFormatter,
+    add_data_options,
+    add_precision_option,
+    fail,
+    format_test_report,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,15 +39,32 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("target", type=Path, help="retrain folder or weights file")
     add_data_options(parser, train_size=False, val_size=False)
+    add_precision_option(parser, "the one the model trained in")
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
         model, config = load_model(args.target, device)
+        precision = _precision(args, config, device)
         test = load_cifar10(args.data, "test")
     except (ArtifactError, DataError, ValueError) as exc:
         fail(str(exc))
-    print(f"model: {config.model} from {args.target}")
-    print(format_test_report(evaluate(model, test, device=device, tta=config.tta)))
+    print(f"model: {config.model} from {args.target}, precision {precision}")
+    tested = evaluate(model, test, device=device, tta=config.tta, precision=precision)
+    print(format_test_report(tested))
+
+
+def _precision(args: argparse.Namespace, config: TrainConfig, device: torch.device) -> str:
+    """What the test runs in: --precision, else the precision the model trained in; ValueError
+    when this device cannot run it."""
+    if args.precision:
+        return effective_precision(args.precision, device)
+    trained = trained_precision(args.target, config)
+    try:
+        return effective_precision(trained, device)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} (the model trained in {trained}: --precision tests it in another)"
+        ) from None
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ from training import (
     NonFiniteLossError,
     atomic_write_json,
     check_output_dir,
+    effective_precision,
     evaluate,
     load_cifar10,
     resolve_device,
-    resolve_precision,
     train,
     train_val_split,
 )
@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> None:
         if config.patience and args.full_train:
             raise ValueError("--patience needs the validation split; drop --full-train")
         device = resolve_device(args.device)
-        resolve_precision(config.precision, device)  # bf16 on a CPU without it: one line here
+        # What "auto" becomes here, as in the search's trials; bf16 on a device without it: one
+        # line here.
+        precision = effective_precision(config.precision, device)
         out = _output_folder(args, study.study_name)
         # The test accuracy is recorded in the study at the very end.
         check_sqlite_writable(url, "--storage" if args.storage else "--studies-dir")
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"retraining trial #{trial.number} of study {study.study_name!r} "
         f"(search validation accuracy {_pct(trial.value)}) for {config.epochs} epochs on "
-        f"{len(train_set)} images, milestones at epochs {milestones}, device {device}"
+        f"{len(train_set)} images, milestones at epochs {milestones}, device {device}, precision "
+        f"{precision}"
     )
     print(f"output: {out}")
     if args.resume:
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\ninterrupted; continue with the same command plus --resume (state in {out})")
         raise SystemExit(130) from None
     wall = time.perf_counter() - started
-    tested = evaluate(result.model, test, device=device, tta=config.tta)
+    tested = evaluate(result.model, test, device=device, tta=config.tta, precision=result.precision)
     print(format_test_report(tested))
 
     vals = [s for s in result.history if s.val_accuracy is not None]
@@ -220,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         "stopped_early": result.stopped_early,
         "wall_time": wall,
         "device": _device_name(device),
+        "precision": result.precision,  # what ran; train_config.precision is what was asked
         "seed": config.seed,
         "study": study.study_name,
         "trial": trial.number,
@@ -239,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
             storage=redact(url),
             search_val_accuracy=trial.value,
             params=trial.params,
+            precision=result.precision,
         )
         atomic_write_json(out / "metrics.json", metrics)
         write_retrain_report(

@@ -198,7 +198,9 @@ class StudySettings:
     val_size: int
     seed: int  # the split's seed; trial n trains with seed + n
     model: str | None  # replaces the space's model; None: the space's own
-    precision: str  # training.PRECISIONS: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16"
+    # training.PRECISIONS as given ("auto" stays "auto": each trial resolves it on its own
+    # device, with training.effective_precision, as the retrain does)
+    precision: str
     sampler: str
 
 
@@ -366,9 +368,10 @@ def _main(argv: list[str] | None) -> None:
         fail(str(exc))
     import torch
 
-    if settings.precision == "bf16" and args.address is None and not torch.cuda.is_available():
-        try:  # a local CPU-only search: every trial would fail on a CPU without native bf16
-            resolve_precision("bf16", torch.device("cpu"))
+    if args.address is None:  # a local search: every trial would fail on a device without it
+        on_gpu = torch.cuda.is_available() and args.gpus_per_trial != 0
+        try:
+            resolve_precision(settings.precision, torch.device("cuda" if on_gpu else "cpu"))
         except ValueError as exc:
             fail(str(exc))
     if args.grace_period is None:

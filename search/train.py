@@ -22,6 +22,7 @@ from training import (
     TrainConfig,
     build_model,
     check_output_dir,
+    effective_precision,
     evaluate,
     load_cifar10,
     resolve_device,
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         resolve_policy(config.policy)  # a bad policy file fails here, before any training
         _check_model(config)
         device = resolve_device(args.device)
+        precision = effective_precision(config.precision, device)  # one it lacks fails here
         save = check_output_dir(args.save, "--save") if args.save is not None else None
         data = load_cifar10(args.data, "train")
         test = None if args.no_test else load_cifar10(args.data, "test")
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(exc))
     print(
         f"data: {data.source}  train {len(train_set)}  val {len(val_set) if val_set else 0}  "
-        f"device: {device}"
+        f"device: {device}  precision: {precision}"
     )
     print(f"config: {json.dumps(config.to_dict())}")
     if config.tta and val_set is not None:
@@ -236,12 +238,19 @@ def main(argv: list[str] | None = None) -> None:
     if save is not None:
         try:
             save_run(
-                save, result.model, config, images_dropped_per_epoch=result.images_dropped_per_epoch
+                save,
+                result.model,
+                config,
+                precision=result.precision,
+                images_dropped_per_epoch=result.images_dropped_per_epoch,
             )
         except OutputError as exc:  # a disk that filled up while training: still test the model
             not_saved = exc
     if test is not None:
-        print(format_test_report(evaluate(result.model, test, device=device, tta=config.tta)))
+        tested = evaluate(
+            result.model, test, device=device, tta=config.tta, precision=result.precision
+        )
+        print(format_test_report(tested))
     sys.stdout.flush()
     if not_saved is not None:
         fail(f"{not_saved}; the model was not saved", code=1)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,9 @@ class TrainConfig:
     warmup: float = 0.0
     # Flip test-time augmentation in validation: logits of the image and its mirror, averaged.
     tta: bool = False
-    # Autocast precision: "auto" = bf16 on CUDA, fp32 on CPU; "bf16" on CPU needs native bf16
-    # (AVX512-BF16 or AMX), "fp32" turns autocast off everywhere.
+    # Autocast precision: "auto" is chosen by the hardware (training.effective_precision: bf16
+    # on GPUs and CPUs with native bf16, fp16 with loss scaling on Volta/Turing, else fp32);
+    # "bf16" needs native bf16, "fp16" a CUDA GPU, "fp32" turns autocast off everywhere.
     precision: str = "auto"
 
     def __post_init__(self) -> None:

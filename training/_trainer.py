@@ -2,9 +2,11 @@
 
 `train` sets a run up and loops over epochs; `_train_epoch` holds the training step (forward,
 loss, backward, step, schedule) on one screen; `_RunState` is everything a run carries from epoch
-to epoch (model, optimizer, generator, history, best, bad epochs, global step) and writes and
-reads its own checkpoint. The learning rate is a pure function of the global step
-(`training._config.learning_rate`), set in one place before each step.
+to epoch (model, optimizer, generator, fp16's loss scaler, history, best, bad epochs, global
+step) and writes and reads its own checkpoint. The learning rate is a pure function of the
+global step (`training._config.learning_rate`), set in one place before each step.
+
+`effective_precision` is the one place a precision ("auto" included) meets the hardware.
 
 With `config.compile`, `_compile` gives the training step and validation one graph each: the
 partial last training batch is dropped, validation batches are padded to one size.
@@ -29,7 +31,7 @@ from torch import nn
 from augment import Policy, build_batch_augment, load_policy
 from models import create_model
 
-from ._config import OPTIMIZERS, TrainConfig, learning_rate
+from ._config import OPTIMIZERS, PRECISIONS, TrainConfig, learning_rate
 from ._data import LabeledImages
 from ._io import atomic_write
 
@@ -48,6 +50,16 @@ _FINITE_CHECK_EVERY = 50
 # /proc/cpuinfo flags of CPUs that compute in bf16 natively (x86 AVX512-BF16, Intel AMX; ARM's
 # "bf16" feature). Without them autocast emulates bf16 through fp32 and is slower than fp32.
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+# The CPU rule of precision "auto": bf16 on a CPU with native bf16 (it trains cnn_reg about 1.8x
+# as fast as fp32 on Zen 4, Zen 5 and a Xeon with AMX: bench/bench_train.py). False makes
+# "auto" fp32 on every CPU; explicit bf16 stays offered where it is native either way.
+CPU_AUTO_BF16 = True
+# The autocast dtype of each precision a run can have (None: autocast off, plain fp32).
+_AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -79,6 +91,7 @@ class TrainResult:
     stopped_early: bool
     wall_time: float
     device: str
+    precision: str  # what ran: "fp32", "bf16" or "fp16" (effective_precision of the config's)
     extra: dict = field(default_factory=dict)
     # Training images left out of every epoch: compiled, the partial last batch is dropped.
     images_dropped_per_epoch: int = 0
@@ -111,10 +124,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX flags in /proc/cpuinfo)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
                 if line.startswith(("flags", "Features")):
                     return not _NATIVE_BF16_FLAGS.isdisjoint(line.split(":", 1)[1].split())
@@ -123,28 +136,56 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of `precision` ("auto", "fp32", "bf16") on `device`; None = plain fp32.
+def effective_precision(precision: str, device: torch.device) -> str:
+    """What `precision` (training.PRECISIONS) runs as on `device`: "fp32", "bf16" or "fp16".
 
-    "auto" is bf16 on CUDA and fp32 on CPU; "bf16" on a device without native bf16 is refused
-    (emulated bf16 is slower than fp32 and gains nothing)."""
-    if precision == "auto":  # what the trainer always did, before there was a choice
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision == "fp32":
-        return None
-    if precision != "bf16":
-        raise ValueError(f"invalid precision={precision!r}; expected auto, fp32 or bf16")
-    if device.type == "cpu" and not cpu_has_native_bf16():
+    "auto" on CUDA: bf16 from compute capability 8.0 (Ampere, Hopper and later), fp16 with loss
+    scaling on 7.x (Volta, Turing: fp16 tensor cores, no native bf16), fp32 below (Pascal and
+    older). On CPU: bf16 where the CPU has native bf16 and `CPU_AUTO_BF16` is on, else fp32.
+    A precision the device has no native support for is refused (emulated bf16 is slower than
+    fp32); fp16 is for CUDA only (loss scaling is part of it)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"invalid precision={precision!r}; expected {', '.join(PRECISIONS)}")
+    if device.type == "cuda":
+        return _cuda_precision(precision, device)
+    if device.type != "cpu":  # no rule for other devices: autocast off unless asked for
+        return "fp32" if precision == "auto" else precision
+    native = cpu_has_native_bf16()
+    if precision == "auto":
+        return "bf16" if native and CPU_AUTO_BF16 else "fp32"
+    if precision == "fp16":
+        raise ValueError(
+            "invalid precision='fp16'; fp16 (with loss scaling) runs on CUDA GPUs only: expected "
+            + ("auto, fp32 or bf16" if native else "auto or fp32")
+            + " on the CPU"
+        )
+    if precision == "bf16" and not native:
         raise ValueError(
             "invalid precision='bf16'; this CPU has no native bf16 (no avx512_bf16 or amx_bf16 "
             "in /proc/cpuinfo): expected fp32 or auto"
         )
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    return precision
+
+
+def _cuda_precision(precision: str, device: torch.device) -> str:
+    """`effective_precision` on a CUDA device, from its compute capability. Not
+    `torch.cuda.is_bf16_supported()`: it also counts bf16 emulated on GPUs without it."""
+    major, minor = torch.cuda.get_device_capability(device)
+    if precision == "auto":
+        return "bf16" if major >= 8 else "fp16" if major == 7 else "fp32"
+    if precision == "bf16" and major < 8:
         raise ValueError(
-            f"invalid precision='bf16'; {torch.cuda.get_device_name(device)} has no bf16: "
-            "expected fp32 or auto"
+            f"invalid precision='bf16'; {torch.cuda.get_device_name(device)} (compute capability "
+            f"{major}.{minor}) has no native bf16, which needs 8.0 or later: expected fp16, fp32 "
+            "or auto"
         )
-    return torch.bfloat16
+    return precision
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype `precision` runs with on `device` (see `effective_precision`); None
+    means autocast off, plain fp32."""
+    return _AUTOCAST_DTYPES[effective_precision(precision, device)]
 
 
 _NORMALIZERS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -212,7 +253,8 @@ def train(
             f"invalid batch_size={config.batch_size} with compile (which drops the partial last "
             f"batch); expected at most the {len(train_set)} training images"
         )
-    autocast = resolve_precision(config.precision, device)
+    precision = effective_precision(config.precision, device)
+    autocast = _AUTOCAST_DTYPES[precision]
     start = time.perf_counter()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
@@ -229,6 +271,8 @@ def train(
         model=model,
         optimizer=build_optimizer(config, model),
         generator=torch.Generator(device=device).manual_seed(config.seed),
+        # fp16 needs loss scaling (its gradients underflow); disabled, the scaler passes through.
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
     )
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         run.load(checkpoint_path, device)
@@ -252,9 +296,7 @@ def train(
         train_time = time.perf_counter() - epoch_start
         val = None
         if val_data is not None:
-            val = evaluate(
-                eval_model, val_data, device=device, tta=config.tta, precision=config.precision
-            )
+            val = evaluate(eval_model, val_data, device=device, tta=config.tta, precision=precision)
             _finite(val.loss, "validation", epoch)
         run.end_epoch(
             EpochStats(
@@ -288,6 +330,7 @@ def train(
         wall_time=time.perf_counter() - start,
         device=str(device),
         images_dropped_per_epoch=len(labels) - trained,
+        precision=precision,
     )
 
 
@@ -344,7 +387,7 @@ def _train_epoch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the training set, advancing `run.step` by one per batch. Returns the summed
     loss and the number of correct predictions, as device tensors (no sync per step)."""
-    config, optimizer, device = run.config, run.optimizer, images.device
+    config, optimizer, scaler, device = run.config, run.optimizer, run.scaler, images.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     batches = _shuffled_batches(
@@ -357,8 +400,9 @@ def _train_epoch(
             logits = model(normalize(x))
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()  # the scaler is a no-op unless fp16
+        scaler.step(optimizer)
+        scaler.update()
         run.step += 1
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -409,6 +453,7 @@ class _RunState:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
+    scaler: torch.amp.GradScaler
     history: list[EpochStats] = field(default_factory=list)
     best_loss: float = math.inf
     best_epoch: int = 0
@@ -451,6 +496,8 @@ class _RunState:
         }
         if self.best_weights is not None:
             state["best_model"] = self.best_weights
+        if self.scaler.is_enabled():  # fp16's loss scale and its growth count
+            state["scaler"] = self.scaler.state_dict()
         device = self.generator.device
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
@@ -470,6 +517,8 @@ class _RunState:
         self.best_loss, self.best_epoch = state["best_loss"], state["best_epoch"]
         self.bad_epochs, self.step = state["bad"], state["step"]
         self.best_weights = state.get("best_model")
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
 
 @torch.no_grad()
@@ -487,7 +536,8 @@ def evaluate(
     horizontal mirror are averaged, and loss and predictions come from that mean. Logits rather
     than softmax probabilities: the loss stays the cross-entropy of one set of logits, as without
     TTA, and it is what airbench does; the two means rarely disagree on the predicted class.
-    `precision` is the autocast setting, as `TrainConfig.precision`.
+    `precision` is the autocast setting, as `TrainConfig.precision`: evaluate a trained model
+    with the precision it ran (`TrainResult.precision`), so that it is tested as it trained.
     """
     device = resolve_device(device)
     autocast = resolve_precision(precision, device)

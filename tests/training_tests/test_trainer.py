@@ -260,7 +260,7 @@ def test_model_and_batches_are_channels_last_on_cpu_too():
         ({"warmup": -0.1}, r"invalid warmup=-0.1; expected a fraction of the run in \[0, 1\)"),
         ({"warmup": 1.0}, r"invalid warmup=1.0"),
         ({"schedule": "onecycle"}, r"invalid warmup=0.0; expected .* with schedule='onecycle'"),
-        ({"precision": "fp16"}, "invalid precision='fp16'; expected auto or fp32 or bf16"),
+        ({"precision": "fp8"}, "invalid precision='fp8'; expected auto or fp32 or bf16 or fp16"),
         ({"tta": "yes"}, "invalid tta='yes'"),
     ],
 )
