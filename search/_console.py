@@ -60,6 +60,16 @@ def nonnegative_int(text: str) -> int:
     return _whole_number(text, minimum=0)
 
 
+def seed_value(text: str) -> int:
+    """An argparse type: a seed, a whole number in [0, 2**63) (what torch's generators take)."""
+    from training._config import SEED_LIMIT
+
+    value = _whole_number(text, minimum=0)
+    if value >= SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected a whole number below 2**63, got {value}")
+    return value
+
+
 def plain_name(text: str) -> str:
     """An argparse type: a name that becomes one file or folder name (a study's `NAME.db` and
     `NAME/`), so it cannot reach outside the folder it is put in."""

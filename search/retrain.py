@@ -42,6 +42,7 @@ from ._console import (
     format_epoch,
     format_test_report,
     open_study_from_args,
+    seed_value,
 )
 from ._space import get_space
 from ._study import (
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_value,
         default=None,
         help="training seed (default: the trial's own, study seed + number)",
     )

@@ -46,6 +46,7 @@ from ._console import (
     fail,
     plain_name,
     positive_int,
+    seed_value,
 )
 from ._density import add_options as add_density_options
 from ._density import prepare_folds, trial_function
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_value,
         default=None,
         help="fixes the split and each trial's seed (seed+number); each driver's sampler "
         f"seed mixes it with the driver's run id (default: the study's, else {DEFAULT_SEED})",
@@ -278,7 +279,8 @@ def plan_search(
 
     Without --gpus-per-trial a trial takes the space's share of a GPU (`space_share`,
     `Space.gpu_share`) when there is one, else none; on GPUs the CPUs are shared out among the
-    trials that fit. Raises ValueError for a GPU share on a cluster without GPUs.
+    trials that fit. Raises ValueError for a GPU share on a cluster without GPUs, or more CPUs a
+    trial than the cluster has.
     """
     if gpus_per_trial is None:
         gpus_per_trial = space_share if cluster_gpus else 0.0
@@ -286,6 +288,11 @@ def plan_search(
         raise ValueError(
             f"--gpus-per-trial {gpus_per_trial} asks for a GPU but the Ray cluster has none; "
             "use --gpus-per-trial 0"
+        )
+    if cpus_per_trial and cpus_per_trial > cluster_cpus:  # Tune would wait for ever
+        raise ValueError(
+            f"--cpus-per-trial {cpus_per_trial} asks for more CPUs than the Ray cluster has "
+            f"({cluster_cpus}); expected at most {cluster_cpus}"
         )
     if gpus_per_trial > 0:
         # 1e-9: 1 / 0.1 is 9.999...; a share that divides the GPUs evenly fits that many times.
@@ -316,6 +323,19 @@ def _check_local_gpus(gpus_per_trial: float | None) -> None:
         )
 
 
+def _check_local_cpus(cpus_per_trial: int | None) -> None:
+    """Refuse more CPUs a trial than the local Ray will have (this machine's cores): Tune would
+    wait for them for ever."""
+    if cpus_per_trial is None:
+        return
+    cores = os.cpu_count() or 1
+    if cpus_per_trial > cores:
+        fail(
+            f"--cpus-per-trial {cpus_per_trial} asks for more CPUs than this machine has "
+            f"({cores}); expected at most {cores}"
+        )
+
+
 def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     try:
@@ -339,6 +359,7 @@ def _main(argv: list[str] | None) -> None:
         _check_ray_address(args.address)
     else:
         _check_local_gpus(args.gpus_per_trial)
+        _check_local_cpus(args.cpus_per_trial)
     # Every place the search writes is checked before anything is read or started.
     try:
         studies_dir = check_output_dir(args.studies_dir, "--studies-dir")

@@ -40,6 +40,7 @@ from ._console import (
     fail,
     format_epoch,
     format_test_report,
+    seed_value,
 )
 
 RECIPES = {"default": TrainConfig(), "report": REPORT_RECIPE}
@@ -131,7 +132,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "improvement, restoring the best weights (default: off)",
     )
     g.add_argument(
-        "--seed", type=int, help=f"fixes split, initialisation and augmentation (default: {d.seed})"
+        "--seed",
+        type=seed_value,
+        help=f"fixes split, initialisation and augmentation (default: {d.seed})",
     )
     g.add_argument(
         "--compile",

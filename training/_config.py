@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Seeds go to torch.Generator.manual_seed, which takes a signed 64-bit integer.
+SEED_LIMIT = 2**63
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,20 @@ class TrainConfig:
         _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, _one_of(OPTIMIZERS))
-        _check(self.lr > 0, "lr", self.lr, "a positive number")
+        _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite positive number")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        _check(
+            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            "weight_decay",
+            self.weight_decay,
+            "a finite number >= 0",
+        )
+        _check(
+            isinstance(self.seed, int) and 0 <= self.seed < SEED_LIMIT,
+            "seed",
+            self.seed,
+            "a whole number in [0, 2**63)",
+        )
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, _one_of(SCHEDULES))
         milestones = tuple(float(m) for m in self.milestones)
         _check(

@@ -119,9 +119,20 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`None` or "auto" means CUDA when available, else CPU."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    asked = str(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"invalid device {asked!r}; expected auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device} requested but CUDA is not available; use cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device} requested but this machine has {torch.cuda.device_count()} GPU(s); "
+            "expected cuda:0 to cuda:N-1, or auto"
+        )
     return device
 
 

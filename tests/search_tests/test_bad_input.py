@@ -48,6 +48,10 @@ def one_error_line(stderr: str) -> str:
         (["--trials", "0"], "argument --trials: expected a whole number >= 1, got 0"),
         (["--trials", "abc"], "argument --trials: expected a whole number, got 'abc'"),
         (["--max-epochs", "-1"], "argument --max-epochs: expected a whole number >= 1, got -1"),
+        (
+            ["--seed", str(2**70)],
+            f"argument --seed: expected a whole number below 2**63, got {2**70}",
+        ),
         (["--gpus-per-trial", "x"], "argument --gpus-per-trial: invalid float value: 'x'"),
         *[
             (["--study", name], f"argument --study: invalid name {name!r}; expected a plain name")
@@ -85,6 +89,11 @@ def test_malformed_option_is_named_by_argparse(args, expected, tmp_path, capsys)
             "error: --gpus-per-trial nan is invalid; expected a number >= 0",
         ),
         (["--reduction-factor", "1"], "error: --reduction-factor 1 is too small; expected >= 2"),
+        (
+            ["--cpus-per-trial", "4096"],
+            f"error: --cpus-per-trial 4096 asks for more CPUs than this machine has "
+            f"({os.cpu_count()}); expected at most {os.cpu_count()}",
+        ),
         # Nobody listens there: without the check, ray.init retries for minutes.
         (
             ["--address", "127.0.0.1:1"],

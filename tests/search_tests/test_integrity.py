@@ -293,6 +293,12 @@ def test_a_trials_memory_cap_is_its_share_less_its_cuda_context():
     assert memory_fraction(1.0, 16 * gib) == memory_fraction(2.0, 16 * gib) == 1.0
 
 
+def test_plan_search_refuses_more_cpus_a_trial_than_the_cluster_has():
+    # Tune would wait for them for ever (a 2-core machine with --cpus-per-trial 64 hung).
+    with pytest.raises(ValueError, match="--cpus-per-trial 64 asks for more CPUs than the Ray"):
+        plan_search(cluster_cpus=2, cluster_gpus=0, remaining=1, cpus_per_trial=64)
+
+
 def test_plan_search_refuses_a_gpu_share_without_gpus():
     with pytest.raises(ValueError, match="asks for a GPU but the Ray cluster has none"):
         plan_search(cluster_cpus=2, cluster_gpus=0, remaining=1, gpus_per_trial=0.5)

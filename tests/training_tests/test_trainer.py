@@ -18,6 +18,7 @@ from training import (
     cpu_has_native_bf16,
     evaluate,
     learning_rate,
+    resolve_device,
     train,
     train_val_split,
 )
@@ -262,11 +263,32 @@ def test_model_and_batches_are_channels_last_on_cpu_too():
         ({"schedule": "onecycle"}, r"invalid warmup=0.0; expected .* with schedule='onecycle'"),
         ({"precision": "fp8"}, "invalid precision='fp8'; expected auto or fp32 or bf16 or fp16"),
         ({"tta": "yes"}, "invalid tta='yes'"),
+        ({"lr": float("inf")}, "invalid lr=inf; expected a finite positive number"),
+        ({"lr": float("nan")}, "invalid lr=nan"),
+        ({"weight_decay": float("inf")}, "invalid weight_decay=inf; expected a finite number"),
+        (
+            {"seed": 2**63},
+            r"invalid seed=9223372036854775808; expected a whole number in \[0, 2\*\*63\)",
+        ),
+        ({"seed": -1}, "invalid seed=-1"),
     ],
 )
 def test_config_rejects_bad_values(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("tpu", "invalid device 'tpu'; expected auto, cpu, cuda or cuda:N"),
+        ("meta", "invalid device 'meta'"),
+        ("cuda:x", "invalid device 'cuda:x'"),
+    ],
+)
+def test_resolve_device_names_what_is_offered(device, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_device(device)
 
 
 def test_config_round_trip():
