@@ -399,6 +399,10 @@ def _builtin_policy(name: str) -> AugmentPolicy | None:
 _KNOWN = "built-in policies: " + ", ".join(BUILTIN_POLICIES) + " (or randaugment:N,M)"
 
 
+# A policy of hundreds of sub-policies is a few tens of kilobytes; anything far larger is not one.
+_MAX_POLICY_BYTES = 1 << 20
+
+
 def load_policy(name_or_path: str | os.PathLike[str]) -> AugmentPolicy:
     """Return a built-in policy by name or read one from a JSON file.
 
@@ -415,10 +419,21 @@ def load_policy(name_or_path: str | os.PathLike[str]) -> AugmentPolicy:
         raise FileNotFoundError(
             f"no built-in policy and no file named {str(name_or_path)!r}; {_KNOWN}"
         )
+    if path.stat().st_size > _MAX_POLICY_BYTES:
+        raise PolicyError(
+            f"{path}: {path.stat().st_size} bytes; expected a policy JSON of at most "
+            f"{_MAX_POLICY_BYTES} bytes"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise PolicyError(
+            f"{path}: not UTF-8 text (byte {error.start}); expected a policy JSON in UTF-8"
+        ) from None
     except json.JSONDecodeError as error:
         raise PolicyError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:  # a hostile file nested thousands deep
+        raise PolicyError(f"{path}: JSON nested too deep; expected a policy JSON") from None
     try:
         return policy_from_json(data)
     except PolicyError as error:

@@ -471,6 +471,21 @@ class TestPolicyErrors:
         with pytest.raises(PolicyError, match=r"bad.json: sub_policies\[0\]\[1\]: unknown op"):
             load_policy(str(bad))
 
+    @pytest.mark.parametrize(
+        ("content", "message"),
+        [
+            ("[" * 200000 + "]" * 200000, "JSON nested too deep"),
+            ("[]".encode("utf-16"), r"not UTF-8 text \(byte 0\)"),
+            (b" " * (2 << 20), r"\d+ bytes; expected a policy JSON of at most"),
+        ],
+        ids=["deep", "utf-16", "huge"],
+    )
+    def test_hostile_files_are_one_line_naming_the_file(self, tmp_path, content, message):
+        bad = tmp_path / "hostile.json"
+        bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(PolicyError, match=f"hostile.json: {message}"):
+            load_policy(str(bad))
+
     def test_unknown_name(self):
         with pytest.raises(FileNotFoundError, match="built-in policies: cifar10"):
             load_policy("imagenet")
