@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,20 @@ def load_model(target: str | Path, device: torch.device) -> tuple[nn.Module, Tra
     except (ValueError, TypeError) as exc:
         raise ArtifactError(f"{config_path} is not a configuration of ours ({exc})") from None
     try:
-        # weights_only: a checkpoint is data, never code to run.
-        state = torch.load(weights, map_location=device, weights_only=True)
+        model = build_model(config, device)
+    except (ValueError, TypeError) as exc:  # e.g. a model keyword the model does not take
+        raise ArtifactError(f"{config_path} names a model we cannot build ({exc})") from None
+    try:
+        # weights_only: a checkpoint is data, never code to run. Its refusal of a pickle warns
+        # in several lines first; the error line below says it all.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(weights, map_location=device, weights_only=True)
     except Exception as exc:
         raise ArtifactError(
             f"cannot load {weights} as a state dict ({type(exc).__name__}); expected weights "
             "saved by this project"
         ) from None
-    model = build_model(config, device)
     if not isinstance(state, dict):
         raise ArtifactError(f"{weights} holds a {type(state).__name__}, not a state dict")
     try:

@@ -257,6 +257,32 @@ def test_load_model_wants_the_schema(tmp_path):
         load_model(tmp_path, torch.device("cpu"))
 
 
+class _Payload:
+    def __reduce__(self):
+        return (print, ("a weights file ran code",))
+
+
+def test_load_model_refuses_what_it_cannot_build_or_load_in_one_line(tmp_path, capsys):
+    import pickle
+    import warnings
+
+    config = TrainConfig(model="cnn_basic")
+    save_run(tmp_path, build_model(config, torch.device("cpu")), config)
+    good = (tmp_path / "config.json").read_text()
+    raw = json.loads(good)
+    raw["train_config"]["model_kwargs"] = {"bogus": 1}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match="names a model we cannot build .*'bogus'"):
+        load_model(tmp_path, torch.device("cpu"))
+    (tmp_path / "config.json").write_text(good)
+    (tmp_path / "weights.pt").write_bytes(pickle.dumps(_Payload()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's multi-line warning would be printed
+        with pytest.raises(ArtifactError, match="cannot load .*weights.pt as a state dict"):
+            load_model(tmp_path, torch.device("cpu"))
+    assert "ran code" not in capsys.readouterr().out
+
+
 def test_save_run_on_a_full_disk_leaves_nothing(full_disk):
     config = TrainConfig(model="cnn_basic")
     folder = full_disk / "trials" / "00003"
