@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     except NonFiniteLossError as exc:
         fail(f"training diverged: {exc}; the partial state stays in {out}", code=1)
+    except ValueError as exc:  # a --resume state that is not a checkpoint of ours
+        fail(str(exc))
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with the same command plus --resume (state in {out})")
         raise SystemExit(130) from None

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -517,8 +518,17 @@ class _RunState:
         atomic_write(path, lambda tmp: torch.save(state, tmp))
 
     def load(self, path: str | Path, device: torch.device) -> None:
-        """Continue from the state `save` wrote (of this version of the trainer)."""
-        state = torch.load(path, map_location=device, weights_only=True)
+        """Continue from the state `save` wrote (of this version of the trainer); ValueError,
+        naming the file, for anything else (a truncated or foreign file)."""
+        try:
+            self._restore(torch.load(path, map_location=device, weights_only=True), device)
+        except Exception as exc:
+            raise ValueError(
+                f"cannot resume from {path} ({type(exc).__name__}); expected the checkpoint an "
+                "interrupted run of this trainer saved"
+            ) from None
+
+    def _restore(self, state: dict[str, Any], device: torch.device) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())

@@ -185,6 +185,15 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert resumed.history[2].train_loss == pytest.approx(full.history[2].train_loss, rel=1e-5)
 
 
+@pytest.mark.parametrize("content", [b"\x80\x04truncated", b"", b"PK\x03\x04 not a zip"])
+def test_resume_from_a_file_that_is_no_checkpoint_is_one_value_error(tmp_path, content):
+    state = tmp_path / "state.pt"
+    state.write_bytes(content)
+    config = TrainConfig(model="cnn_basic", epochs=2, batch_size=32)
+    with pytest.raises(ValueError, match=r"cannot resume from .*state.pt \(\w+\); expected the"):
+        train(config, synthetic(64), device="cpu", checkpoint_path=state, resume=True)
+
+
 def test_resume_is_exact_mid_warmup_with_dropout_and_early_stopping(tmp_path):
     # Interrupted inside the warmup of a cosine schedule, with dropout (global random state)
     # and early stopping's best weights in the checkpoint: the resumed run is the same run.
