@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         if config.patience and args.full_train:
             raise ValueError("--patience needs the validation split; drop --full-train")
         device = resolve_device(args.device)
-        # What "auto" becomes here, as in the search's trials; bf16 on a device without it: one
-        # line here.
+        # "auto" resolved as the search's trials resolve it; a precision this device lacks
+        # fails here, in one line.
         precision = effective_precision(config.precision, device)
         out = _output_folder(args, study.study_name)
         # The test accuracy is recorded in the study at the very end.

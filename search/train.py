@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         resolve_policy(config.policy)  # a bad policy file fails here, before any training
         _check_model(config)
         device = resolve_device(args.device)
-        precision = effective_precision(config.precision, device)  # one it lacks fails here
+        precision = effective_precision(config.precision, device)  # one it lacks: fails now
         save = check_output_dir(args.save, "--save") if args.save is not None else None
         data = load_cifar10(args.data, "train")
         test = None if args.no_test else load_cifar10(args.data, "test")

@@ -1,5 +1,6 @@
-"""Shared fixtures: the real CIFAR-10 JPEGs in ../shared/data and small slices of them, and small
-or read-only disks (tmpfs mounts) for the tests of what commands do when they cannot write."""
+"""Shared fixtures: the real CIFAR-10 JPEGs in ../shared/data and small slices of them, small
+or read-only disks (tmpfs mounts) for the tests of what commands do when they cannot write, and
+for precision tests a CPU with or without native bf16 and a record of what autocast ran."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import errno
 import gc
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,45 @@ def full_disk(small_disk) -> Path:
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return small_disk
+
+
+# --- precision: the CPU's answer faked, and what autocast was asked to run ------------------------
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """`cpu(native)` makes the CPU have native bf16 or not (the /proc/cpuinfo flag reader's
+    answer), so that no test depends on the CPU it runs on."""
+    import training._trainer
+
+    def fake(native: bool) -> None:
+        monkeypatch.setattr(training._trainer, "cpu_has_native_bf16", lambda: native)
+
+    return fake
+
+
+class AutocastSpy:
+    """Stands in for `torch.autocast`: records each region's dtype (None: autocast off) and the
+    function that opened it, then enters the real one."""
+
+    def __init__(self, real) -> None:
+        self.real, self.seen, self.where = real, [], []
+
+    def __call__(self, device_type, dtype=None, enabled=True, **kwargs):
+        self.seen.append(dtype if enabled else None)
+        self.where.append(sys._getframe(1).f_code.co_name)
+        return self.real(device_type, dtype=dtype, enabled=enabled, **kwargs)
+
+    def of(self, function: str) -> set:
+        """The dtypes of the regions `function` opened."""
+        pairs = zip(self.seen, self.where, strict=True)
+        return {dtype for dtype, name in pairs if name == function}
+
+
+@pytest.fixture
+def autocasts(monkeypatch) -> AutocastSpy:
+    import torch
+
+    spy = AutocastSpy(torch.autocast)
+    monkeypatch.setattr(torch, "autocast", spy)
+    return spy

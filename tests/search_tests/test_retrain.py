@@ -59,7 +59,13 @@ def test_retrain_takes_best_trial_and_scales_milestones(real_study, retrained):
     trial_configs = list(real_study.out.glob("**/trials/*/config.json"))
     assert trial_configs, "no trial saved its configuration"
     for path in trial_configs:
-        assert json.loads(path.read_text())["train_config"]["precision"] == "fp32", path
+        raw = json.loads(path.read_text())
+        assert raw["train_config"]["precision"] == raw["precision"] == "fp32", path
+    # What ran is recorded too: in each complete trial, the retrain's config.json and metrics.
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete and all(t.user_attrs["precision"] == "fp32" for t in complete)
+    assert config["precision"] == "fp32"
+    assert json.loads(open(os.path.join(folder, "metrics.json")).read())["precision"] == "fp32"
     # Milestones stay fractions; the MultiStepLR epochs follow the new length.
     fractions = (best.params["milestone1"], best.params["milestone2"])
     assert train_config["milestones"] == list(fractions)

@@ -1,8 +1,6 @@
 """Precision by hardware, checked on any machine: the GPU's compute capability and the CPU's
-flags are faked, so the whole table runs here whatever this CPU is and with no GPU at all.
-
-And fp16's loss scaler, which is part of the training step and of the resumable state: run on
-CPU by making the run fp16 there (CPU autocast and `torch.amp.GradScaler("cpu")` are real)."""
+flags are faked (the `gpu` fixture here, `cpu` in tests/conftest.py), so the whole table runs
+here whatever this CPU is and with no GPU at all; `autocasts` records what ran."""
 
 from __future__ import annotations
 
@@ -34,16 +32,6 @@ def gpu(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    return fake
-
-
-@pytest.fixture
-def cpu(monkeypatch):
-    """Sets whether the CPU has native bf16 (the /proc/cpuinfo flag reader's answer)."""
-
-    def fake(native: bool) -> None:
-        monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
-
     return fake
 
 
@@ -149,26 +137,6 @@ def test_cpu_flag_reader_without_cpuinfo_says_no(tmp_path):
 # --- what runs, train to test --------------------------------------------------------------------
 
 
-class AutocastSpy:
-    """Stands in for `torch.autocast`, recording the dtype of every region (None: autocast off)
-    before entering the real one."""
-
-    def __init__(self) -> None:
-        self.real = torch.autocast
-        self.seen: list[torch.dtype | None] = []
-
-    def __call__(self, device_type: str, dtype=None, enabled: bool = True, **kwargs):
-        self.seen.append(dtype if enabled else None)
-        return self.real(device_type, dtype=dtype, enabled=enabled, **kwargs)
-
-
-@pytest.fixture
-def autocasts(monkeypatch) -> AutocastSpy:
-    spy = AutocastSpy()
-    monkeypatch.setattr(torch, "autocast", spy)
-    return spy
-
-
 def _tiny(n: int, seed: int = 0):
     from training import LabeledImages
 
@@ -209,48 +177,16 @@ def test_density_scores_run_in_the_precision_given(cpu, autocasts):
     assert autocasts.seen == [None, None]
 
 
-# --- fp16: the loss scaler in the step and in the checkpoint ------------------------------------
+def test_evaluate_runs_in_the_precision_given(cpu, autocasts):
+    cpu(True)
+    model = trainer_module.build_model(TrainConfig(model="cnn_basic"), CPU)
+    evaluate(model, _tiny(10), device="cpu", precision="fp32")
+    evaluate(model, _tiny(10), device="cpu", precision="bf16")
+    evaluate(model, _tiny(10), device="cpu")  # auto, here bf16
+    assert autocasts.seen == [None, torch.bfloat16, torch.bfloat16]
 
 
-@pytest.fixture
-def fp16_on_cpu(monkeypatch):
-    """Every run is an fp16 run, on CPU: its loss scaler is a real `torch.amp.GradScaler("cpu")`,
-    as the CUDA one is on a GPU. Autocast stays off: CPU autocast in fp16 has no fast kernels
-    on most CPUs (minutes for this file's tiny runs)."""
-    monkeypatch.setattr(trainer_module, "effective_precision", lambda precision, device: "fp16")
-    monkeypatch.setitem(trainer_module._AUTOCAST_DTYPES, "fp16", None)
-
-
-def _train_interrupted_at(epoch: int, config, tiny, val, path):
-    class Interrupt(Exception):
-        pass
-
-    def stop(stats):
-        if stats.epoch == epoch:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train(config, tiny, val, device="cpu", checkpoint_path=path, on_epoch_end=stop)
-    return train(config, tiny, val, device="cpu", checkpoint_path=path, resume=True)
-
-
-def test_fp16_scales_every_step_and_resumes_exactly(fp16_on_cpu, tmp_path):
-    tiny, val = _tiny(96), _tiny(40, seed=1)  # 3 steps an epoch
-    config = TrainConfig(model="cnn_basic", epochs=3, batch_size=32, optimizer="sgd", lr=0.05)
-    full = train(config, tiny, val, device="cpu", checkpoint_path=tmp_path / "full.pt")
-    assert full.precision == "fp16"
-    scaler = torch.load(tmp_path / "full.pt", weights_only=True)["scaler"]
-    # The scaler scaled the loss and stepped the optimizer at all 9 steps (its count of steps
-    # without an overflow grows only through scale, step and update), from its initial scale.
-    assert scaler["scale"] == 2.0**16 and scaler["_growth_tracker"] == 9
-    resumed = _train_interrupted_at(2, config, tiny, val, tmp_path / "state.pt")
-    assert [(s.train_loss, s.val_loss) for s in resumed.history] == [
-        (s.train_loss, s.val_loss) for s in full.history
-    ]
-    for name, value in full.model.state_dict().items():
-        assert torch.equal(resumed.model.state_dict()[name], value), name
-    # The scaler's state came back with the rest: a fresh scaler would have counted 3 steps.
-    assert torch.load(tmp_path / "state.pt", weights_only=True)["scaler"] == scaler
+# --- checkpoints (fp16's scaler in the step and in resume: test_trainer.py) ------------------
 
 
 def test_fp32_and_bf16_checkpoints_hold_no_scaler(cpu, tmp_path):
@@ -259,12 +195,3 @@ def test_fp32_and_bf16_checkpoints_hold_no_scaler(cpu, tmp_path):
         config = TrainConfig(model="cnn_basic", epochs=1, batch_size=32, precision=precision)
         train(config, _tiny(32), device="cpu", checkpoint_path=tmp_path / precision)
         assert "scaler" not in torch.load(tmp_path / precision, weights_only=True)
-
-
-def test_evaluate_runs_in_the_precision_given(cpu, autocasts):
-    cpu(True)
-    model = trainer_module.build_model(TrainConfig(model="cnn_basic"), CPU)
-    evaluate(model, _tiny(10), device="cpu", precision="fp32")
-    evaluate(model, _tiny(10), device="cpu", precision="bf16")
-    evaluate(model, _tiny(10), device="cpu")  # auto, here bf16
-    assert autocasts.seen == [None, torch.bfloat16, torch.bfloat16]

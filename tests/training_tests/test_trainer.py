@@ -219,6 +219,34 @@ def test_resume_is_exact_mid_warmup_with_dropout_and_early_stopping(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))  # written through the atomic writer
 
 
+@pytest.fixture
+def fp16_on_cpu(monkeypatch):
+    """Every run is an fp16 run, on CPU: its loss scaler is a real `torch.amp.GradScaler("cpu")`,
+    as the CUDA one is on a GPU. Autocast stays off: CPU autocast in fp16 has no fast kernels
+    on most CPUs (minutes for these tiny runs)."""
+    monkeypatch.setattr(trainer_module, "effective_precision", lambda precision, device: "fp16")
+    monkeypatch.setitem(trainer_module._AUTOCAST_DTYPES, "fp16", None)
+
+
+def test_fp16_scales_every_step_and_resumes_exactly(fp16_on_cpu, tmp_path):
+    tiny, val = synthetic(96), synthetic(40, seed=1)  # 3 steps an epoch
+    config = TrainConfig(model="cnn_basic", epochs=2, batch_size=32, optimizer="sgd", lr=0.05)
+    full = train(config, tiny, val, device="cpu", checkpoint_path=tmp_path / "full.pt")
+    assert full.precision == "fp16"
+    scaler = torch.load(tmp_path / "full.pt", weights_only=True)["scaler"]
+    # The scaler scaled the loss and stepped the optimizer at all 6 steps (its count of steps
+    # without an overflow grows only through scale, step and update), from its initial scale.
+    assert scaler["scale"] == 2.0**16 and scaler["_growth_tracker"] == 6
+    resumed = _train_interrupted_then_resumed(config, tiny, val, tmp_path / "state.pt", 1)
+    assert [(s.train_loss, s.val_loss) for s in resumed.history] == [
+        (s.train_loss, s.val_loss) for s in full.history
+    ]
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+    # The scaler's state came back with the rest: a fresh scaler would have counted 3 steps.
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["scaler"] == scaler
+
+
 @pytest.mark.slow
 def test_bf16_on_cpu_trains_to_the_accuracy_of_fp32(small_split):
     if not cpu_has_native_bf16():
