@@ -362,6 +362,7 @@ def _generator_type(emulation: EmulatedCuda) -> type:
 def _pretend_a_gpu(monkeypatch: pytest.MonkeyPatch, emulation: EmulatedCuda) -> None:
     """What the code under test asks torch about its GPU, answered for an emulated sm_90 one."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "emulated GPU")
