@@ -21,13 +21,15 @@ from torch import nn
 
 from training import OutputError, TrainConfig, atomic_write, atomic_write_json, build_model
 
+from ._errors import UsageError
+
 WEIGHTS = "weights.pt"
 CONFIG = "config.json"
 TRAIN_CONFIG = "train_config"  # the key of config.json that holds the TrainConfig
 PRECISION = "precision"  # the key of config.json that holds the precision the run trained in
 
 
-class ArtifactError(ValueError):
+class ArtifactError(UsageError):
     """Saved weights that cannot be used; the message names the file and what was expected."""
 
 

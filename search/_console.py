@@ -7,7 +7,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training import CIFAR10_SHORT_NAMES, DATA_ENV, PRECISIONS, EpochStats, EvalResult
+from training import (
+    CIFAR10_SHORT_NAMES,
+    DATA_ENV,
+    PRECISIONS,
+    DataError,
+    EpochStats,
+    EvalResult,
+    OutputError,
+)
+
+from ._errors import UsageError
 
 EPOCH_HEADER = (
     f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>8}  {'val acc':>7}  "
@@ -45,9 +55,21 @@ def format_test_report(result: EvalResult, classes: Sequence[str] = CIFAR10_SHOR
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error to stderr and exit non-zero (no traceback)."""
+    """Transitional (issue 21): print a one-line error and exit; being replaced by UsageError."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+# What a command's `main` reports in one line (the library's own errors, raised deep in a
+# call); anything else is a bug and keeps its traceback.
+USAGE_ERRORS = (UsageError, DataError, OutputError)
+
+
+def error_exit(exc: Exception) -> int:
+    """Print `exc` as the command's one-line error; the exit status to end with (a
+    `UsageError`'s code, else 2)."""
+    print(f"error: {exc}", file=sys.stderr)
+    return getattr(exc, "code", 2)
 
 
 def positive_int(text: str) -> int:
@@ -181,15 +203,12 @@ def add_study_options(parser: argparse.ArgumentParser, *, out_alias: bool = Fals
 
 def open_study_from_args(args: argparse.Namespace):
     """(study, storage, URL) for the options of `add_study_options`; a missing database or study
-    ends the command with one line (nothing is created)."""
-    from ._study import StudyError, load_existing_study, open_storage, resolve_storage_url
+    raises StudyError (nothing is created)."""
+    from ._study import load_existing_study, open_storage, resolve_storage_url
 
     url = resolve_storage_url(args.storage, args.study, args.studies_dir.resolve())
-    try:
-        storage = open_storage(url, must_exist=True)
-        return load_existing_study(storage, args.study), storage, url
-    except StudyError as exc:
-        fail(str(exc))
+    storage = open_storage(url, must_exist=True)
+    return load_existing_study(storage, args.study), storage, url
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from ._errors import UsageError
+
 STORAGE_ENV = "SEARCH_STORAGE"
 STUDIES_DIR = Path("studies")
 # A driver refreshes its heartbeat this often; a run silent for STALE_AFTER is taken as dead.
@@ -35,7 +37,7 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 T = TypeVar("T")
 
 
-class StudyError(ValueError):
+class StudyError(UsageError):
     """A storage URL or study that cannot be used as asked; the message says why and what to do."""
 
 
@@ -531,3 +533,93 @@ def count_claimed(study: Any, own_run_id: str | None = None) -> int:
     with the target rather than the target per driver.
     """
     return count_finished(study) + len(running_trials(study, own_run_id).live)
+
+
+# The study's own user attributes (trial attributes are the searcher's): written and read here.
+DENSITY_ATTR = "density"  # a density search's fold-model record (search/_density.py)
+RETRAIN_ATTR = "retrain"  # the latest retrain's summary; "retrain:N" the one of trial N
+# Defaults of what a study made before an attribute existed holds no value for.
+DEFAULT_VAL_SIZE = 5000
+DEFAULT_SEED = 0
+DEFAULT_SAMPLER = "tpe"
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """How a study was made, as its user attributes record it: written once, when the study is
+    created (a continued study keeps what it was first made with), read by every command.
+
+    `max_epochs`, `train_size`, `val_size`, `seed`, `model_override` and `precision` decide how
+    trials are scored, so every driver of one study uses the same; `sampler` only chooses what to
+    try next, and may change.
+    """
+
+    space: str
+    max_epochs: int
+    train_size: int | None  # None: all the training images left after the validation split
+    val_size: int
+    seed: int  # the split's seed; trial n trains with seed + n
+    sampler: str
+    model_override: str | None  # replaces the space's model; None: the space's own
+    precision: str  # training.PRECISIONS as given ("auto" stays "auto")
+    data_source: str = ""
+    val_fingerprint: str = ""  # LabeledImages.fingerprint() of the validation split
+    metric: str = "val_accuracy"
+    project_version: str = ""
+    created: str = ""
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The user attributes this record is written as."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any], study_name: str) -> StudyRecord:
+        """The record of a study's user attributes; what an older study lacks takes the value
+        studies were made with before it was recorded."""
+        return cls(
+            space=attrs.get("space", study_name),
+            max_epochs=int(attrs.get("max_epochs", 0)),
+            train_size=attrs.get("train_size"),
+            val_size=int(attrs.get("val_size", DEFAULT_VAL_SIZE)),
+            seed=int(attrs.get("seed", DEFAULT_SEED)),
+            sampler=attrs.get("sampler", DEFAULT_SAMPLER),
+            model_override=attrs.get("model_override"),
+            precision=attrs.get("precision", "auto"),
+            data_source=str(attrs.get("data_source", "")),
+            val_fingerprint=str(attrs.get("val_fingerprint", "")),
+            metric=str(attrs.get("metric", "val_accuracy")),
+            project_version=str(attrs.get("project_version", "")),
+            created=str(attrs.get("created", "")),
+        )
+
+    @classmethod
+    def of(cls, study: Any) -> StudyRecord:
+        """The record of an Optuna study."""
+        return cls.from_attrs(study.user_attrs, study.study_name)
+
+    def write(self, study: Any) -> None:
+        """Record this in `study`, leaving every attribute it already has as it is."""
+        attrs = study.user_attrs
+        for key, value in self.to_attrs().items():
+            if key not in attrs:
+                study.set_user_attr(key, value)
+
+
+def density_record(study: Any) -> dict[str, Any] | None:
+    """A density study's fold-model record; None before its fold models are trained."""
+    return study.user_attrs.get(DENSITY_ATTR)
+
+
+def write_density_record(study: Any, record: dict[str, Any]) -> None:
+    write_with_retries(lambda: study.set_user_attr(DENSITY_ATTR, record))
+
+
+def write_retrain_summary(study: Any, trial_number: int, summary: dict[str, Any]) -> None:
+    """The retrain's result: the study's latest, and trial `trial_number`'s own."""
+    study.set_user_attr(RETRAIN_ATTR, summary)
+    study.set_user_attr(f"{RETRAIN_ATTR}:{trial_number}", summary)
+
+
+def has_driver_record(study: Any) -> bool:
+    """Whether a driver has written its heartbeat into the study (someone uses it)."""
+    return any(key.startswith(RUN_ATTR_PREFIX) for key in study.user_attrs)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import hashlib
 import json
 import logging
 import math
@@ -499,9 +498,7 @@ def _check_space_unchanged(study: Any, space: Any) -> None:
 def split_fingerprint(val_set: LabeledImages) -> str:
     """A short hash of the validation images and labels: equal exactly when trials are scored
     on the same images."""
-    digest = hashlib.sha256(val_set.labels.numpy().tobytes())
-    digest.update(val_set.images.numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return val_set.fingerprint()
 
 
 def _open_or_fail(url: str, new_paths: list[Path]) -> Any:

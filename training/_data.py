@@ -83,6 +83,13 @@ class LabeledImages:
             self.images.to(device), self.labels.to(device), self.classes, self.source
         )
 
+    def fingerprint(self) -> str:
+        """A short hash of the images and labels: equal exactly when two sets hold the same
+        images with the same labels in the same order (a study's split, a fold model's data)."""
+        digest = hashlib.sha256(self.labels.cpu().numpy().tobytes())
+        digest.update(self.images.cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
 
 def default_data_root() -> Path:
     """`$CIFAR10_DATA` when set, else `./data` (where torchvision downloads to)."""
