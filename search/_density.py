@@ -41,22 +41,23 @@ matching, where doing nothing wins).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from ._console import fail
+from training import LabeledImages
 
-ATTR = "density"  # the study's user attribute holding the fold models' record
+from ._errors import UsageError
+from ._job import FoldOptions, StudySettings, conflict
+from ._space import Space
+from ._study import density_record, write_density_record
+
 # How trials are scored, recorded with the fold models: a study scored another way (before
 # 2026-11-28's change, the policy inside the baseline augmentation, one seed per trial) holds
 # values that cannot be compared with new ones, so it is not continued.
 SCORING = "policy alone, common random numbers"
 FOLDS_DIR = "folds"
-DEFAULT_FOLDS = 5  # Fast AutoAugment's K
-DEFAULT_DRAWS = 5  # Fast AutoAugment's eval_tta: one draw per sub-policy
 # The record's keys that must match for a re-run to reuse the fold models (and their option).
 _MATCH = (
     ("folds", "--folds"),
@@ -69,120 +70,76 @@ _MATCH = (
 )
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """--folds, --fold-epochs and --draws of `search.run` (density spaces only)."""
-    parser.add_argument(
-        "--folds",
-        type=int,
-        default=None,
-        help="density spaces (policy): fold models K, each trained on K-1 folds of the search "
-        f"subset (default: the study's, else {DEFAULT_FOLDS}; at least 2); --max-epochs is "
-        "then the number of slices the held-out images are scored in",
-    )
-    parser.add_argument(
-        "--fold-epochs",
-        type=int,
-        default=None,
-        help="density spaces: epochs of each fold model (default: the study's, else the space's)",
-    )
-    parser.add_argument(
-        "--draws",
-        type=int,
-        default=None,
-        help="density spaces: augmented copies of each held-out image, correct if any is "
-        f"(default: the study's, else {DEFAULT_DRAWS})",
-    )
-
-
-def _option_values(args: argparse.Namespace) -> dict[str, int | None]:
-    return {
-        "--folds": getattr(args, "folds", None),
-        "--fold-epochs": getattr(args, "fold_epochs", None),
-        "--draws": getattr(args, "draws", None),
-    }
-
-
-def prepare_folds(job: Any) -> dict[str, Any] | None:
-    """The study's fold-model record for a density space (training the fold models first when
-    the study has none), None for a space scored by training. Bad input ends the command with
-    one line, exit 2, before any trial runs.
-
-    `job` is search.run's SearchJob (args, space, settings, study, output_dir, train_set).
-    """
-    space, args, study = job.space, job.args, job.study
-    given = {option: value for option, value in _option_values(args).items() if value is not None}
-    if space.method != "density":
-        if given:
-            option = next(iter(given))
-            fail(
-                f"{option} applies only to spaces scored by density matching (policy), not "
-                f"{space.name!r}; leave it out"
-            )
+def prepare_folds(
+    study: Any,
+    options: FoldOptions | None,
+    *,
+    space: Space,
+    settings: StudySettings,
+    train_set: LabeledImages,
+    output_dir: Path,
+) -> dict[str, Any] | None:
+    """The study's fold-model record for a density space (`options` set), training the fold
+    models first when the study has none; None for a space scored by training. A record that
+    does not fit raises UsageError, before any trial runs."""
+    if options is None:
         return None
-    recorded = study.user_attrs.get(ATTR)
-    defaults = {
-        "--folds": DEFAULT_FOLDS,
-        "--fold-epochs": space.fold_recipe().epochs,
-        "--draws": DEFAULT_DRAWS,
-    }
-    keys = {"--folds": "folds", "--fold-epochs": "fold_epochs", "--draws": "draws"}
-    values = {
-        option: given.get(option, recorded[keys[option]] if recorded else defaults[option])
-        for option in defaults
-    }
-    minimum = {"--folds": 2, "--fold-epochs": 1, "--draws": 1}
-    for option, value in values.items():
-        if value < minimum[option]:
-            fail(f"invalid {option} {value}; expected a whole number >= {minimum[option]}")
-    k, train_set = values["--folds"], job.train_set
-    if k > len(train_set):
-        fail(f"invalid --folds {k}; expected at most the {len(train_set)} search images")
-    from .run import split_fingerprint  # one hash of a set of images, as the study's split
-
-    recipe = space.fold_recipe()
-    if job.settings.model and job.settings.model != recipe.model:
-        recipe = recipe.replace(model=job.settings.model, model_kwargs={})
-    recipe = recipe.replace(
-        epochs=values["--fold-epochs"], seed=job.settings.seed, precision=job.settings.precision
-    )
+    name = study.study_name
+    recipe = _fold_recipe(space, settings, options)
     wanted = {
         "scoring": SCORING,
-        "folds": k,
-        "draws": values["--draws"],
-        "fold_epochs": values["--fold-epochs"],
+        "folds": options.folds,
+        "draws": options.draws,
+        "fold_epochs": options.fold_epochs,
         "recipe": recipe.to_dict(),
-        "seed": job.settings.seed,
+        "seed": settings.seed,
         "train_size": len(train_set),
-        "fingerprint": split_fingerprint(train_set),
+        "fingerprint": train_set.fingerprint(),
     }
-    folder = Path(job.output_dir) / FOLDS_DIR
-    if recorded and recorded.get("scoring") != SCORING:
-        fail(
-            f"study {job.study_name!r} was scored by an earlier version of the density search "
-            "(the policy inside crop, flip and Cutout), whose values new trials cannot be compared "
-            "with; pass --study NEW_NAME for a new study"
-        )
+    folder = Path(output_dir) / FOLDS_DIR
+    recorded = density_record(study)
     if recorded:
-        _check_matches(job.study_name, recorded, wanted)
-        _check_files(job.study_name, folder, recorded)
-        accuracies = ", ".join(f"{100 * a:.1f}%" for a in recorded["held_out_accuracy"])
-        print(
-            f"reusing {k} fold models in {folder} (trained in {recorded['seconds']:.0f} s; "
-            f"held-out accuracy {accuracies})",
-            flush=True,
-        )
-        return {**recorded, "dir": str(folder)}
+        return _reuse_folds(name, folder, recorded, wanted)
     if any(t.state.is_finished() for t in study.get_trials(deepcopy=False)):
-        fail(
-            f"study {job.study_name!r} holds trials but no fold models: it was scored by "
+        raise UsageError(
+            f"study {name!r} holds trials but no fold models: it was scored by "
             "training a child per trial; continue it with --space policy_child, or pass --study "
             "NEW_NAME for a density-matching search"
         )
-    record = {**wanted, **_train_folds(folder, recipe, train_set, k, job.settings.seed, wanted)}
-    from ._study import write_with_retries
-
-    write_with_retries(lambda: study.set_user_attr(ATTR, record))
+    record = {**wanted, **_train_folds(folder, recipe, train_set, options.folds, settings.seed)}
+    write_density_record(study, record)
     return record
+
+
+def _fold_recipe(space: Space, settings: StudySettings, options: FoldOptions) -> Any:
+    """The space's fold recipe with the study's model, seed and precision."""
+    recipe = space.fold_recipe()
+    if settings.model and settings.model != recipe.model:
+        recipe = recipe.replace(model=settings.model, model_kwargs={})
+    return recipe.replace(
+        epochs=options.fold_epochs, seed=settings.seed, precision=settings.precision
+    )
+
+
+def _reuse_folds(
+    name: str, folder: Path, recorded: dict[str, Any], wanted: dict[str, Any]
+) -> dict[str, Any]:
+    """The recorded fold models, checked to fit what this run asks and to be on disk."""
+    if recorded.get("scoring") != SCORING:
+        raise UsageError(
+            f"study {name!r} was scored by an earlier version of the density search "
+            "(the policy inside crop, flip and Cutout), whose values new trials cannot be compared "
+            "with; pass --study NEW_NAME for a new study"
+        )
+    _check_matches(name, recorded, wanted)
+    _check_files(name, folder, recorded)
+    accuracies = ", ".join(f"{100 * a:.1f}%" for a in recorded["held_out_accuracy"])
+    print(
+        f"reusing {recorded['folds']} fold models in {folder} (trained in "
+        f"{recorded['seconds']:.0f} s; held-out accuracy {accuracies})",
+        flush=True,
+    )
+    return {**recorded, "dir": str(folder)}
 
 
 def _check_matches(study_name: str, recorded: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -193,10 +150,7 @@ def _check_matches(study_name: str, recorded: dict[str, Any], wanted: dict[str, 
                 was, now = (was or {}).get("model"), now["model"]
             elif key == "fingerprint":
                 was, now = "other images", "these"
-            fail(
-                f"study {study_name!r}'s fold models were made with {option} {was}, not {now}; "
-                f"leave {option} out to continue it, or pass --study NEW_NAME for a new study"
-            )
+            raise conflict(f"study {study_name!r}'s fold models were made", option, was, now)
 
 
 def fold_folder(folder: Path, fold: int) -> Path:
@@ -214,7 +168,7 @@ def _check_files(study_name: str, folder: Path, record: dict[str, Any]) -> None:
         where = fold_folder(folder, fold)
         missing = [name for name in ("weights.pt", "config.json") if not (where / name).is_file()]
         if missing:
-            fail(
+            raise UsageError(
                 f"fold model file {where / missing[0]} is missing; expected the {record['folds']} "
                 f"fold models study {study_name!r} saved in {folder}: pass --study NEW_NAME to "
                 "train new ones"
@@ -223,14 +177,14 @@ def _check_files(study_name: str, folder: Path, record: dict[str, Any]) -> None:
             extra = json.loads((where / "config.json").read_text())
             load_model(where, torch.device("cpu"))
         except (OSError, ValueError, ArtifactError) as exc:
-            fail(
+            raise UsageError(
                 f"fold model {fold} of study {study_name!r} cannot be used ({_first_line(exc)}); "
                 f"expected the weights.pt and config.json the study saved in {where}: pass "
                 "--study NEW_NAME to train new fold models"
-            )
+            ) from None
         expected = {"fold": fold, "folds": record["folds"], "fingerprint": record["fingerprint"]}
         if any(extra.get(key) != value for key, value in expected.items()):
-            fail(
+            raise UsageError(
                 f"{where} holds a foreign model (fold {extra.get('fold')!r} of "
                 f"{extra.get('folds')!r}, data {extra.get('fingerprint')!r}); expected fold "
                 f"{fold} of {record['folds']} of study {study_name!r}: pass --study NEW_NAME "
@@ -244,7 +198,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _train_folds(
-    folder: Path, recipe: Any, train_set: Any, k: int, seed: int, wanted: dict[str, Any]
+    folder: Path, recipe: Any, train_set: LabeledImages, k: int, seed: int
 ) -> dict[str, Any]:
     """Train and save the K fold models; what the record adds (sizes, accuracies, seconds)."""
     from training import NonFiniteLossError, OutputError, evaluate, fold_splits, train
@@ -271,12 +225,14 @@ def _train_folds(
                 precision=result.precision,
                 fold=fold,
                 folds=k,
-                fingerprint=wanted["fingerprint"],
+                fingerprint=train_set.fingerprint(),
             )
         except OutputError as exc:
-            fail(f"{exc}; free space there and run the same command again", code=1)
+            raise UsageError(f"{exc}; free space there and run the same command again", 1) from None
         except NonFiniteLossError as exc:
-            fail(f"fold model {fold} did not train ({exc}); expected a recipe that trains", code=1)
+            raise UsageError(
+                f"fold model {fold} did not train ({exc}); expected a recipe that trains", 1
+            ) from None
         finally:
             result = None  # the model on the GPU goes before the next fold trains
             release_gpu()

@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -238,22 +239,30 @@ def _new_rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
     raise AssertionError("unreachable")
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The absolute path of the SQLite file `url` names; None for another database, or a URL
+    too malformed to parse (left to `open_storage` to refuse)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).absolute()
+
+
 def check_sqlite_writable(url: str, option: str) -> None:
     """Raise OutputError unless the SQLite database `url` names can be written: its folder gets
     a real probe file (SQLite writes its journal beside the database) and an existing database
     is opened for writing, nothing written (root's `os.access` says yes to a file it cannot
     write). Other databases, and a URL too malformed to parse, are left to `open_storage`."""
-    from sqlalchemy.engine import make_url
-
     from training import OutputError, check_output_dir
 
-    try:
-        parsed = make_url(url)
-    except Exception:
+    path = sqlite_path(url)
+    if path is None:
         return
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return
-    path = Path(parsed.database).absolute()
     check_output_dir(path.parent, option)
     if path.exists():
         try:
@@ -263,6 +272,17 @@ def check_sqlite_writable(url: str, option: str) -> None:
             raise OutputError(
                 f"{option}: the study database {path} is not writable; expected a writable file"
             ) from None
+
+
+def new_sqlite_paths(url: str) -> tuple[Path, ...]:
+    """The SQLite file `url` names and the folders above it that do not exist yet, deepest
+    first: what opening the storage would create."""
+    path = sqlite_path(url)
+    new: list[Path] = []
+    while path is not None and not path.exists() and path != path.parent:
+        new.append(path)
+        path = path.parent
+    return tuple(new)
 
 
 def study_exists(storage: Any, study: str) -> bool:
@@ -623,3 +643,141 @@ def write_retrain_summary(study: Any, trial_number: int, summary: dict[str, Any]
 def has_driver_record(study: Any) -> bool:
     """Whether a driver has written its heartbeat into the study (someone uses it)."""
     return any(key.startswith(RUN_ATTR_PREFIX) for key in study.user_attrs)
+
+
+@dataclass
+class StudyLocation:
+    """Where a search's study lives, checked writable before anything is read or started.
+
+    A database that exists is opened at once (`storage`), to read the study's record before the
+    data; a new SQLite file (and its folders, `new_paths`) is created only by `opened_study`.
+    """
+
+    name: str
+    url: str
+    studies_dir: Path  # absolute; the study's outputs go under studies_dir/name
+    new_paths: tuple[Path, ...] = ()
+    storage: Any = None
+
+    @property
+    def output_dir(self) -> Path:
+        return self.studies_dir / self.name
+
+
+def locate_study(name: str, storage_option: str | None, studies_dir: Path) -> StudyLocation:
+    """The study's URL (--storage, else $SEARCH_STORAGE, else studies_dir/NAME.db) with every
+    place a search writes checked (OutputError); an existing database opened (StudyError)."""
+    from training import check_output_dir
+
+    studies_dir = check_output_dir(studies_dir, "--studies-dir")
+    url = resolve_storage_url(storage_option, name, studies_dir)
+    check_sqlite_writable(url, "--storage" if storage_option else "--studies-dir")
+    location = StudyLocation(name, url, studies_dir, new_sqlite_paths(url))
+    if not location.new_paths:
+        location.storage = open_storage(url)
+    return location
+
+
+def recorded_attrs(location: StudyLocation) -> dict[str, Any]:
+    """The user attributes of the study being continued; {} for a new one."""
+    if location.storage is None:
+        return {}
+    try:
+        if not study_exists(location.storage, location.name):
+            return {}
+        return dict(load_study(location).user_attrs)
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        raise StudyError(
+            f"cannot read the study database {redact(location.url)}: {storage_error_line(exc)}"
+        ) from None
+
+
+def load_study(location: StudyLocation) -> Any:
+    """The study at `location` (it exists)."""
+    import optuna
+
+    return optuna.load_study(study_name=location.name, storage=location.storage)
+
+
+@contextmanager
+def opened_study(location: StudyLocation, record: StudyRecord) -> Iterator[Any]:
+    """The study, created when new with `record` written (a continued study keeps its own).
+
+    A command that ends inside (an error, Ctrl+C) before its first trial leaves no empty study,
+    nor a SQLite file it created, behind.
+    """
+    import optuna
+
+    if location.storage is None:
+        try:
+            location.storage = open_storage(location.url)
+        except StudyError:
+            _remove_paths(location.new_paths)
+            raise
+    is_new = not study_exists(location.storage, location.name)
+    try:
+        try:
+            # Another driver sharing the storage may create it at the same moment.
+            study = optuna.create_study(
+                study_name=location.name,
+                storage=location.storage,
+                direction="maximize",
+                load_if_exists=True,
+            )
+            record.write(study)
+        except Exception as exc:
+            raise _write_failed(exc, location.url) from None
+        yield study
+    except BaseException:
+        if is_new:
+            _discard_unused_study(location)
+        raise
+
+
+def _write_failed(exc: Exception, url: str) -> Exception:
+    """`exc` of a study-database write as one line (exit 1), unless it is a bug."""
+    if not is_storage_error(exc):
+        return exc
+    return UsageError(
+        f"cannot write to the study database {redact(url)}: {storage_error_line(exc)}; "
+        "free space there (or reach the server) and run the same command again",
+        code=1,
+    )
+
+
+def _remove_paths(paths: Sequence[Path]) -> None:
+    """Remove files and (empty) folders this command created, deepest first."""
+    for path in paths:
+        try:
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+                Path(f"{path}-journal").unlink(missing_ok=True)
+        except OSError:
+            pass  # something else was put there meanwhile: not ours to delete
+
+
+def _discard_unused_study(location: StudyLocation) -> None:
+    """Delete the study this command created if it holds no trial, and a SQLite file (with its
+    folders) this command created if it then holds no study."""
+    import optuna
+
+    storage = location.storage
+    try:
+        names = optuna.study.get_all_study_names(storage)
+        if location.name in names:
+            study = load_study(location)
+            # Trials, or a driver's heartbeat: someone uses it (another driver may have made
+            # it at the same moment as this one).
+            if study.get_trials(deepcopy=False) or has_driver_record(study):
+                return
+            optuna.delete_study(study_name=location.name, storage=storage)
+            names.remove(location.name)
+        if location.new_paths and not names:
+            storage.engine.dispose()
+            _remove_paths(location.new_paths)
+    except Exception:  # best effort: the error being reported matters more
+        pass

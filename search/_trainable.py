@@ -31,7 +31,7 @@ import torch
 from ray import tune
 from torch import nn
 
-from training import EpochStats, LabeledImages, OutputError, TrainConfig, train
+from training import EpochStats, LabeledImages, OutputError, TrainConfig, device_name, train
 
 from ._artifacts import save_run
 from ._space import get_space
@@ -83,7 +83,7 @@ def trial_device(settings: TrialSettings) -> tuple[torch.device, str]:
     torch.cuda.set_per_process_memory_fraction(
         memory_fraction(settings.gpus_per_trial, total), device
     )
-    return device, torch.cuda.get_device_name(device)
+    return device, device_name(device)
 
 
 def _injected_oom(number: int, device: torch.device, share: float) -> Callable[[EpochStats], None]:

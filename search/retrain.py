@@ -15,18 +15,24 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from training import (
     CIFAR10_SHORT_NAMES,
-    DataError,
     NonFiniteLossError,
+    TrainConfig,
     atomic_write_json,
     check_output_dir,
+    device_name,
     effective_precision,
     evaluate,
     load_cifar10,
     resolve_device,
+    resolve_policy,
     train,
     train_val_split,
 )
@@ -34,21 +40,25 @@ from training import (
 from ._artifacts import save_run
 from ._console import (
     EPOCH_HEADER,
+    USAGE_ERRORS,
     HelpFormatter,
     add_data_options,
     add_precision_option,
     add_study_options,
-    fail,
+    error_exit,
     format_epoch,
     format_test_report,
     open_study_from_args,
     seed_value,
 )
+from ._errors import UsageError
 from ._space import get_space
 from ._study import (
     StudyError,
+    StudyRecord,
     check_sqlite_writable,
     redact,
+    write_retrain_summary,
 )
 from ._version import project_version
 
@@ -112,32 +122,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class RetrainJob:
+    """What a retrain will run, checked before any output is written or data is read."""
+
+    study: Any  # the optuna.Study
+    url: str
+    trial: Any  # the FrozenTrial retrained
+    config: TrainConfig
+    device: torch.device
+    precision: str  # what the run trains in ("auto" resolved on this device)
+    out: Path
+    full_train: bool
+    resume: bool
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    job = None
+    try:
+        job = resolve_retrain(args)
+        train_set, val_set, test = _load_data(args, job)
+        _say_start(job, train_set)
+        result, wall = _train(job, train_set, val_set)
+        tested = evaluate(
+            result.model, test, device=job.device, tta=job.config.tta, precision=result.precision
+        )
+        print(format_test_report(tested))
+        _write_outputs(job, result, tested, _metrics(job, result, tested, val_set, wall))
+    except USAGE_ERRORS as exc:
+        raise SystemExit(error_exit(exc)) from None
+    except KeyboardInterrupt:
+        where = f" (state in {job.out})" if job else ""
+        print(f"\ninterrupted; continue with the same command plus --resume{where}")
+        raise SystemExit(130) from None
+
+
+def resolve_retrain(args: argparse.Namespace) -> RetrainJob:
+    """The trial, its configuration at full length, the device and the output folder, each
+    checked (UsageError in one line) before anything is written."""
     if args.epochs is not None and args.epochs < 1:
-        fail(f"--epochs {args.epochs} is invalid; expected a whole number >= 1")
+        raise UsageError(f"--epochs {args.epochs} is invalid; expected a whole number >= 1")
     study, _, url = open_study_from_args(args)
     try:
         trial = _pick_trial(study, args.trial)
-        space = get_space(study.user_attrs.get("space", args.study))
-        seed = (
-            args.seed
-            if args.seed is not None
-            else (int(study.user_attrs.get("seed", 0)) + trial.number)
-        )
-        config = space.trial_config(
-            trial.params,
-            epochs=args.epochs or space.full_epochs,
-            seed=seed,
-            model=study.user_attrs.get("model_override"),
-            precision=args.precision or study.user_attrs.get("precision", "auto"),
-        ).replace(
-            **({"policy": args.policy} if args.policy else {}),
-            **({"patience": args.patience} if args.patience else {}),
-        )
+        config = _trial_config(args, StudyRecord.of(study), trial)
         if config.policy:
-            from training import resolve_policy
-
             resolve_policy(config.policy)  # a bad policy file fails here, before any output
         if config.patience and args.full_train:
             raise ValueError("--patience needs the validation split; drop --full-train")
@@ -148,65 +178,99 @@ def main(argv: list[str] | None = None) -> None:
         out = _output_folder(args, study.study_name)
         # The test accuracy is recorded in the study at the very end.
         check_sqlite_writable(url, "--storage" if args.storage else "--studies-dir")
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    return RetrainJob(
+        study, url, trial, config, device, precision, out, args.full_train, args.resume
+    )
+
+
+def _trial_config(args: argparse.Namespace, record: StudyRecord, trial: Any) -> TrainConfig:
+    """The trial's configuration exactly as it ran, at the space's full length, with the
+    options that replace parts of it."""
+    space = get_space(record.space)
+    seed = args.seed if args.seed is not None else record.seed + trial.number
+    return space.trial_config(
+        trial.params,
+        epochs=args.epochs or space.full_epochs,
+        seed=seed,
+        model=record.model_override,
+        precision=args.precision or record.precision,
+    ).replace(
+        **({"policy": args.policy} if args.policy else {}),
+        **({"patience": args.patience} if args.patience else {}),
+    )
+
+
+def _load_data(args: argparse.Namespace, job: RetrainJob) -> tuple[Any, Any, Any]:
+    """(train, validation or None, test): the study's own split, or all training images with
+    --full-train."""
+    record = StudyRecord.of(job.study)
+    try:
         data = load_cifar10(args.data, "train")
         test = load_cifar10(args.data, "test")
-        val_size = int(study.user_attrs.get("val_size", 5000))
-        split_seed = int(study.user_attrs.get("seed", 0))
-        if args.full_train:
-            train_set, val_set = train_val_split(data, 0, split_seed, args.train_size)
-            val_set = None
-        else:
-            train_set, val_set = train_val_split(data, val_size, split_seed, args.train_size)
-    except (StudyError, DataError, ValueError, OSError) as exc:
-        fail(str(exc))
+        val_size = 0 if job.full_train else record.val_size
+        train_set, val_set = train_val_split(data, val_size, record.seed, args.train_size)
+    except ValueError as exc:  # DataError included
+        raise UsageError(str(exc)) from None
+    return train_set, (None if job.full_train else val_set), test
 
-    out.mkdir(parents=True, exist_ok=True)
+
+def _say_start(job: RetrainJob, train_set: Any) -> None:
+    job.out.mkdir(parents=True, exist_ok=True)
+    config = job.config
     milestones = config.milestone_epochs() if config.schedule == "multistep" else "-"
     print(
-        f"retraining trial #{trial.number} of study {study.study_name!r} "
-        f"(search validation accuracy {_pct(trial.value)}) for {config.epochs} epochs on "
-        f"{len(train_set)} images, milestones at epochs {milestones}, device {device}, precision "
-        f"{precision}"
+        f"retraining trial #{job.trial.number} of study {job.study.study_name!r} "
+        f"(search validation accuracy {_pct(job.trial.value)}) for {config.epochs} epochs on "
+        f"{len(train_set)} images, milestones at epochs {milestones}, device {job.device}, "
+        f"precision {job.precision}"
     )
-    print(f"output: {out}")
-    if args.resume:
-        print(f"resuming from the last epoch saved in {out / STATE}")
+    print(f"output: {job.out}")
+    if job.resume:
+        print(f"resuming from the last epoch saved in {job.out / STATE}")
     print(EPOCH_HEADER, flush=True)
+
+
+def _train(job: RetrainJob, train_set: Any, val_set: Any) -> tuple[Any, float]:
+    """The training run with its epoch table (and a batch bar on a terminal); its seconds."""
     show_bar = sys.stdout.isatty()
 
     def bar(done: int, total: int) -> None:
-        if show_bar and (done % 20 == 0 or done == total):
+        if done % 20 == 0 or done == total:
             filled = int(30 * done / total)
             print(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end="", flush=True)
 
     def epoch_line(stats) -> None:
-        print(("\r" if show_bar else "") + format_epoch(stats, config.epochs), flush=True)
+        print(("\r" if show_bar else "") + format_epoch(stats, job.config.epochs), flush=True)
 
     started = time.perf_counter()
     try:
         result = train(
-            config,
+            job.config,
             train_set,
             val_set,
-            device=device,
+            device=job.device,
             on_epoch_end=epoch_line,
             on_batch_end=bar if show_bar else None,
-            checkpoint_path=out / STATE,
-            resume=args.resume,
+            checkpoint_path=job.out / STATE,
+            resume=job.resume,
         )
     except NonFiniteLossError as exc:
-        fail(f"training diverged: {exc}; the partial state stays in {out}", code=1)
+        raise UsageError(
+            f"training diverged: {exc}; the partial state stays in {job.out}", 1
+        ) from None
     except ValueError as exc:  # a --resume state that is not a checkpoint of ours
-        fail(str(exc))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with the same command plus --resume (state in {out})")
-        raise SystemExit(130) from None
-    wall = time.perf_counter() - started
-    tested = evaluate(result.model, test, device=device, tta=config.tta, precision=result.precision)
-    print(format_test_report(tested))
+        raise UsageError(str(exc)) from None
+    return result, time.perf_counter() - started
 
+
+def _metrics(
+    job: RetrainJob, result: Any, tested: Any, val_set: Any, wall: float
+) -> dict[str, Any]:
+    """metrics.json: the test result, the validation curve's summary and the run's record."""
     vals = [s for s in result.history if s.val_accuracy is not None]
-    metrics = {
+    return {
         "test_accuracy": tested.accuracy,
         "test_loss": tested.loss,
         "test_tta": tested.tta,
@@ -219,31 +283,37 @@ def main(argv: list[str] | None = None) -> None:
         "final_val_accuracy": vals[-1].val_accuracy if vals else None,
         "final_val_loss": vals[-1].val_loss if vals else None,
         "validation": "joined training (--full-train)"
-        if args.full_train
+        if job.full_train
         else f"held out ({len(val_set)} images, the study's split)",
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "wall_time": wall,
-        "device": _device_name(device),
+        "device": device_name(job.device),
         "precision": result.precision,  # what ran; train_config.precision is what was asked
-        "seed": config.seed,
-        "study": study.study_name,
-        "trial": trial.number,
-        "search_val_accuracy": trial.value,
+        "seed": job.config.seed,
+        "study": job.study.study_name,
+        "trial": job.trial.number,
+        "search_val_accuracy": job.trial.value,
         "project_version": project_version(),
         "history": [vars(s) for s in result.history],
     }
+
+
+def _write_outputs(job: RetrainJob, result: Any, tested: Any, metrics: dict[str, Any]) -> None:
+    """The run's folder (weights, configuration, metrics, report), then the study's record of
+    the test accuracy; the training state goes last."""
     from ._retrain_figures import write_retrain_report
 
+    study, trial, out = job.study, job.trial, job.out
     try:
         save_run(
             out,
             result.model,
-            config,
+            job.config,
             study=study.study_name,
             trial=trial.number,
-            storage=redact(url),
+            storage=redact(job.url),
             search_val_accuracy=trial.value,
             params=trial.params,
             precision=result.precision,
@@ -255,7 +325,9 @@ def main(argv: list[str] | None = None) -> None:
             title=f"{study.study_name} trial #{trial.number} retrained",
         )
     except OSError as exc:  # a full disk at the very end: say so; the training state stays
-        fail(f"{exc}; the last epoch's training state stays in {out / STATE}", code=1)
+        raise UsageError(
+            f"{exc}; the last epoch's training state stays in {out / STATE}", 1
+        ) from None
     (out / STATE).unlink(missing_ok=True)
     summary = {
         "trial": trial.number,
@@ -264,8 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": len(result.history),
         "search_val_accuracy": trial.value,
     }
-    study.set_user_attr("retrain", summary)
-    study.set_user_attr(f"retrain:{trial.number}", summary)
+    write_retrain_summary(study, trial.number, summary)
     print(
         f"wrote {out}/ (weights.pt, config.json, metrics.json, report.html); recorded the test "
         f"accuracy in study {study.study_name!r}"
@@ -319,12 +390,6 @@ def _output_folder(args: argparse.Namespace, study: str) -> Path:
 
 def _pct(value: float | None) -> str:
     return f"{100 * value:.2f}%" if value is not None and math.isfinite(value) else "-"
-
-
-def _device_name(device) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 if __name__ == "__main__":

@@ -137,6 +137,11 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def device_name(device: torch.device) -> str:
+    """What a run records as its device: the GPU's name, or "cpu"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX flags in /proc/cpuinfo)."""
     try:

@@ -7,7 +7,6 @@ The in-process tests end before the data is read; the Ray test starts a real loc
 
 from __future__ import annotations
 
-import argparse
 import gc
 import hashlib
 import ipaddress
@@ -20,20 +19,13 @@ import optuna
 import pytest
 from conftest import REPO
 
+from search._driver import SearchPlan, plan_search
+from search._job import SettingsConflict, StudySettings, resolve_settings
 from search._space import get_space
 from search._study import STUDIES_DIR, redact
+from search._summary import where_options
 from search._trainable import CONTEXT_RESERVE, memory_fraction
-from search.run import (
-    SearchPlan,
-    SettingsConflict,
-    StudySettings,
-    _where_options,
-    build_parser,
-    main,
-    plan_search,
-    resolve_settings,
-    split_fingerprint,
-)
+from search.run import build_parser, main
 
 RECORDED = {
     "space": "cnn_reg",
@@ -127,7 +119,7 @@ def test_continued_study_refuses_other_data(tmp_path, capsys, cifar_train):
 
     _, val_set = train_val_split(cifar_train, 100, 0, 200)
     recorded = {**RECORDED, "val_size": 100, "train_size": 200}
-    recorded.update(val_fingerprint=split_fingerprint(val_set), data_source=cifar_train.source)
+    recorded.update(val_fingerprint=val_set.fingerprint(), data_source=cifar_train.source)
     db = make_study(tmp_path / "out", recorded)
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     other = tmp_path / "other"  # CIFAR-10-shaped, other images
@@ -305,8 +297,8 @@ def test_plan_search_refuses_a_gpu_share_without_gpus():
 
 
 def where(storage, studies_dir=STUDIES_DIR, env=None, monkeypatch=None):
-    args = argparse.Namespace(storage=storage, studies_dir=studies_dir)
-    return _where_options(args, Path(studies_dir).absolute())
+    custom = None if studies_dir == STUDIES_DIR else Path(studies_dir).absolute()
+    return where_options(storage, custom)
 
 
 @pytest.mark.parametrize(
@@ -393,7 +385,7 @@ def test_local_ray_listens_on_loopback_only():
     is on 127.0.0.1."""
     script = (
         "import sys\n"
-        "from search.run import _start_ray\n"
+        "from search._driver import _start_ray\n"
         "_start_ray(None, False)\n"
         "import ray\n"
         "ray.get(ray.remote(lambda: 1).remote())  # a worker is up\n"
@@ -432,7 +424,7 @@ def test_study_of_an_earlier_space_version_is_refused_in_one_line(
 
     _, val_set = train_val_split(cifar_train, 100, 0, 200)
     recorded = {**RECORDED, "val_size": 100, "train_size": 200}
-    recorded.update(val_fingerprint=split_fingerprint(val_set), data_source=cifar_train.source)
+    recorded.update(val_fingerprint=val_set.fingerprint(), data_source=cifar_train.source)
     db = make_study(tmp_path, recorded)
     study = optuna.load_study(study_name="cnn_reg", storage=f"sqlite:///{db}")
     study.add_trial(
