@@ -70,6 +70,18 @@ def save_run(
     return weights
 
 
+def remove_run(folder: str | Path) -> None:
+    """Remove a saved run's weights and config.json (and the folder when nothing else is
+    left): what a trial the study records as unfinished must not leave looking complete."""
+    folder = Path(folder)
+    for name in (WEIGHTS, CONFIG):
+        (folder / name).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # absent, or it holds something else (a training state to resume from)
+
+
 def load_model(target: str | Path, device: torch.device) -> tuple[nn.Module, TrainConfig]:
     """The model saved at `target` (a folder, or a weights file with config.json beside it)."""
     weights, config_path = _paths(target)

@@ -324,8 +324,6 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
     models, held = _fold_models(record, train_set, device)
     # One seed for every trial (common random numbers; see the module docstring).
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    count = correct = 0
-    loss_sum = 0.0
     scores = density_scores(
         models,
         held,
@@ -338,20 +336,7 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
         # on, "auto" becomes what it was for them.
         precision=trial_config.precision,
     )
-    for step, score in enumerate(scores, 1):
-        count, correct, loss_sum = (
-            count + score.count,
-            correct + score.correct,
-            loss_sum + score.loss_sum,
-        )
-        metrics = {
-            "val_accuracy": correct / max(count, 1),
-            "val_loss": loss_sum / max(count, 1),
-            "slice_accuracy": score.correct / max(score.count, 1),
-            "images_scored": count,
-            "trial_number": number,
-            "trial_time": round(time.perf_counter() - start, 3),
-        }
+    for step, metrics in enumerate(_running_scores(scores, number, start), 1):
         if step < settings.max_epochs:
             tune.report(metrics)
     tune.report(
@@ -362,6 +347,23 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
             "finished": True,
         }
     )
+
+
+def _running_scores(scores: Any, number: int, start: float) -> Any:
+    """Per slice scored, the trial's report: accuracy and loss over the slices so far."""
+    count = correct = 0
+    loss_sum = 0.0
+    for score in scores:
+        count, correct = count + score.count, correct + score.correct
+        loss_sum += score.loss_sum
+        yield {
+            "val_accuracy": correct / max(count, 1),
+            "val_loss": loss_sum / max(count, 1),
+            "slice_accuracy": score.correct / max(score.count, 1),
+            "images_scored": count,
+            "trial_number": number,
+            "trial_time": round(time.perf_counter() - start, 3),
+        }
 
 
 def trial_function(settings: Any) -> Any:

@@ -125,6 +125,9 @@ def _start_counting(study: Any, job: SearchJob) -> int:
             code=1,
         ) from None
     if interrupted:
+        from ._trainable import discard_unfinished  # imports Ray: only when needed
+
+        discard_unfinished(job.output_dir, interrupted)
         print(
             f"marked {len(interrupted)} trial(s) left RUNNING by an interrupted run as "
             "FAIL: " + ", ".join(f"#{n}" for n in interrupted)
@@ -155,7 +158,7 @@ def _run_on_ray(
         trainable = _make_trainable(job, plan, folds)
         _say_plan(job, plan, remaining)
         tuner = _make_tuner(job, trainable, searcher, scheduler, plan, run_id, remaining, already)
-        stopped = _fit(tuner, searcher, run_id, seed)
+        stopped = _fit(tuner, searcher, run_id, seed, job.output_dir)
     finally:
         ray.shutdown()
     return SearchOutcome(
@@ -291,7 +294,7 @@ def _make_tuner(
         raise UsageError(_write_failed(job.output_dir / "ray", exc), code=1) from None
 
 
-def _fit(tuner: Any, searcher: Any, run_id: str, seed: int) -> bool:
+def _fit(tuner: Any, searcher: Any, run_id: str, seed: int, output_dir: Path) -> bool:
     """Run the tuner with this driver's heartbeat beating; whether Ctrl+C stopped it."""
     from ._study import Heartbeat
 
@@ -305,7 +308,7 @@ def _fit(tuner: Any, searcher: Any, run_id: str, seed: int) -> bool:
                 with ctrl_c:
                     tuner.fit()
             finally:
-                _close_trials(searcher, ctrl_c.stopped)
+                _close_trials(searcher, ctrl_c.stopped, output_dir)
     except Exception as exc:  # the heartbeat's first write: the database fails at once
         if not is_storage_error(exc):
             raise
@@ -317,12 +320,15 @@ def _fit(tuner: Any, searcher: Any, run_id: str, seed: int) -> bool:
     return ctrl_c.stopped
 
 
-def _close_trials(searcher: Any, stopped: bool) -> None:
+def _close_trials(searcher: Any, stopped: bool, output_dir: Path) -> None:
     """Record what the searcher still holds: errors, and live trials Tune stopped without
     telling it (an interrupted run)."""
     searcher.stopping = stopped
     searcher.flush_errors()
     failed = searcher.fail_unfinished()
+    from ._trainable import discard_unfinished
+
+    discard_unfinished(output_dir, failed)
     if failed:
         print(
             "marked unfinished trial(s) FAIL (interrupted): "

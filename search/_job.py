@@ -12,11 +12,12 @@ import argparse
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training import LabeledImages, load_cifar10, resolve_precision, train_val_split
+from training import LabeledImages, locate_cifar10, resolve_precision, train_val_split
 
 from ._errors import UsageError
 from ._space import Space, get_space
@@ -188,17 +189,19 @@ def resolve_job(args: argparse.Namespace) -> SearchJob:
     if resources.address is None:
         _check_local_precision(settings.precision, resources.gpus_per_trial)
     asha = _asha_options(args, space, settings)
-    train_set, val_set, source = _load_split(args.data, settings, recorded, location.name)
+    train_set, val_set, cache_data = _load_split(args.data, settings, recorded, location.name)
     if location.storage is not None and study_exists(location.storage, location.name):
         _check_space_unchanged(load_study(location), space)
+    folds = _fold_options(args, space, recorded, len(train_set))
+    cache_data()
     return SearchJob(
         space=space,
         location=location,
-        record=_new_record(space, settings, source, val_set),
+        record=_new_record(space, settings, train_set.source, val_set),
         settings=settings,
         asha=asha,
         resources=resources,
-        folds=_fold_options(args, space, recorded, len(train_set)),
+        folds=folds,
         trials=args.trials,
         train_set=train_set,
         val_set=val_set,
@@ -324,11 +327,13 @@ def _asha_options(args: argparse.Namespace, space: Space, settings: StudySetting
 
 def _load_split(
     data: str | None, settings: StudySettings, recorded: dict[str, Any], study_name: str
-) -> tuple[LabeledImages, LabeledImages, str]:
-    """The study's training and validation split, and where the images came from; a continued
-    study's split must be the one it was scored on."""
+) -> tuple[LabeledImages, LabeledImages, Callable[[], None]]:
+    """The study's training and validation split, and the step that caches the decoded images
+    (taken once the search's input is all accepted: a refused command writes nothing). A
+    continued study's split must be the one it was scored on."""
     try:
-        images = load_cifar10(data, "train")
+        files = locate_cifar10(data, "train")
+        images = files.read()
         train_set, val_set = train_val_split(
             images, settings.val_size, settings.seed, settings.train_size
         )
@@ -341,7 +346,7 @@ def _load_split(
             f"its validation split differs from the one drawn from {images.source}; pass --data "
             "with the study's data to continue it, or --study NEW_NAME for a new study"
         )
-    return train_set, val_set, str(images.source)
+    return train_set, val_set, lambda: files.write_cache(images)
 
 
 def _check_space_unchanged(study: Any, space: Space) -> None:

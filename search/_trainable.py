@@ -33,7 +33,7 @@ from torch import nn
 
 from training import EpochStats, LabeledImages, OutputError, TrainConfig, device_name, train
 
-from ._artifacts import save_run
+from ._artifacts import remove_run, save_run
 from ._space import get_space
 
 INJECT_OOM_ENV = "SEARCH_INJECT_OOM_TRIAL"
@@ -62,6 +62,13 @@ class TrialSettings:
 def trial_dir(output_dir: str | Path, number: int) -> Path:
     """Where trial `number` keeps its weights and configuration."""
     return Path(output_dir) / "trials" / f"{number:05d}"
+
+
+def discard_unfinished(output_dir: str | Path, numbers: list[int]) -> None:
+    """Remove the saved weights of trials the study records FAIL (interrupted): a driver
+    stopped between a trial's save and its last report would leave them looking complete."""
+    for number in numbers:
+        remove_run(trial_dir(output_dir, number))
 
 
 def memory_fraction(share: float, total_bytes: int) -> float:

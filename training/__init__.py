@@ -18,10 +18,12 @@ from ._data import (
     CIFAR10_CLASSES,
     CIFAR10_SHORT_NAMES,
     DATA_ENV,
+    CifarFiles,
     DataError,
     LabeledImages,
     default_data_root,
     load_cifar10,
+    locate_cifar10,
     stratified_split,
     train_val_split,
 )
@@ -54,6 +56,7 @@ from ._trainer import (
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_SHORT_NAMES",
+    "CifarFiles",
     "DATA_ENV",
     "DataError",
     "EpochStats",
@@ -85,6 +88,7 @@ __all__ = [
     "fold_splits",
     "learning_rate",
     "load_cifar10",
+    "locate_cifar10",
     "resolve_device",
     "resolve_policy",
     "resolve_precision",

@@ -112,8 +112,51 @@ def load_cifar10(
     `cifar-10-batches-py/`, or be `cifar-10-batches-py` itself. A `root` given here or by
     `$CIFAR10_DATA` is only read: when it holds none of these, the error says what it must hold.
     Only the default location, `./data`, is downloaded into (by torchvision, md5-checked), and
-    only when `download` is true.
+    only when `download` is true. A command that may still refuse its input after reading the
+    data uses `locate_cifar10` and writes the cache once the input is accepted.
     """
+    files = locate_cifar10(root, split, download=download)
+    data = files.read()
+    files.write_cache(data)
+    return data
+
+
+@dataclass(frozen=True)
+class CifarFiles:
+    """Where one split of CIFAR-10 is read from, and where its decoded cache goes."""
+
+    source: Path
+    split: str
+    cache: Path
+
+    def read(self) -> LabeledImages:
+        """The split: from the cache when it holds it, else decoded from the source (nothing
+        is written)."""
+        if self.cache.exists():
+            try:
+                cached = torch.load(self.cache, weights_only=True)
+                return LabeledImages(
+                    cached["images"], cached["labels"], CIFAR10_CLASSES, str(self.source)
+                )
+            except Exception:  # a truncated or foreign cache file is rebuilt, never trusted
+                pass
+        if self.source.name == "cifar-10-batches-py":
+            images, labels = _read_official(self.source, self.split)
+        else:
+            images, labels = _read_image_tree(self.source, self.split)
+        return LabeledImages(images, labels, CIFAR10_CLASSES, str(self.source))
+
+    def write_cache(self, data: LabeledImages) -> None:
+        """Cache `data` (what `read` returned) for the next run, unless it is cached already."""
+        if not self.cache.exists():
+            _write_cache(self.cache, data.images, data.labels)
+
+
+def locate_cifar10(
+    root: str | Path | None = None, split: str = "train", *, download: bool = True
+) -> CifarFiles:
+    """The files of one split (see `load_cifar10`), downloading them into the default location
+    when absent there; DataError when `root` holds no such split."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     explicit = root is not None or bool(os.environ.get(DATA_ENV))
@@ -123,19 +166,7 @@ def load_cifar10(
         if explicit or not download:
             raise DataError(_not_found(root, split))
         source = _download(root)
-    cache = _cache_path(source, split, beside=not explicit)
-    if cache.exists():
-        try:
-            cached = torch.load(cache, weights_only=True)
-            return LabeledImages(cached["images"], cached["labels"], CIFAR10_CLASSES, str(source))
-        except Exception:  # a truncated or foreign cache file is rebuilt, never trusted
-            pass
-    if source.name == "cifar-10-batches-py":
-        images, labels = _read_official(source, split)
-    else:
-        images, labels = _read_image_tree(source, split)
-    _write_cache(cache, images, labels)
-    return LabeledImages(images, labels, CIFAR10_CLASSES, str(source))
+    return CifarFiles(source, split, _cache_path(source, split, beside=not explicit))
 
 
 def _find_source(root: Path, split: str) -> Path | None:

@@ -124,6 +124,12 @@ def test_killed_driver_trials_become_fail_and_rerun_finishes(tmp_path, data_root
         driver.wait()
     killed = {t.number for t in load(tmp_path).get_trials() if t.state == States.RUNNING}
     assert killed
+    # A kill between a trial's save and its last report leaves weights the study never got.
+    for number in killed:
+        folder = tmp_path / "cnn_reg" / "trials" / f"{number:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "weights.pt").write_bytes(b"complete-looking weights")
+        (folder / "config.json").write_text("{}")
     stdout = run(command)
     assert "left RUNNING by an interrupted run as FAIL" in stdout
     trials = load(tmp_path).get_trials()
@@ -136,6 +142,8 @@ def test_killed_driver_trials_become_fail_and_rerun_finishes(tmp_path, data_root
             assert trial.user_attrs["fail_reason"].startswith("interrupted")
             # How far it got, from the epochs it reported before the kill.
             assert trial.user_attrs["epochs_run"] == max(trial.intermediate_values, default=0)
+            # Its folder no longer looks like a finished trial's.
+            assert not (tmp_path / "cnn_reg" / "trials" / f"{trial.number:05d}").exists()
             killed_runs.add(trial.user_attrs["run_id"])
     # The killed driver's heartbeat no longer says it runs.
     attrs = load(tmp_path).user_attrs
