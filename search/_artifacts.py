@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from models import create_model
 from training import OutputError, TrainConfig, atomic_write, atomic_write_json, build_model
 
 from ._errors import UsageError
@@ -68,6 +69,20 @@ def save_run(
             code, f"cannot save the run in {folder}: {reason.strip().splitlines()[0]}"
         ) from exc
     return weights
+
+
+# Room a run needs on top of its weights: the training state (weights again, an optimizer's one
+# or two moments, generators) and the small files, with a margin.
+_STATE_COPIES = 3
+_MARGIN_BYTES = 16 << 20
+
+
+def run_bytes(config: TrainConfig) -> int:
+    """About what a run of `config` writes: its weights, its training state and a margin."""
+    with torch.device("meta"):  # the shapes only: nothing is allocated or initialised
+        model = create_model(config.model, **config.model_kwargs)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return (1 + _STATE_COPIES) * weights + _MARGIN_BYTES
 
 
 def remove_run(folder: str | Path) -> None:

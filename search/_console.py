@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,10 +67,12 @@ USAGE_ERRORS = (UsageError, DataError, OutputError)
 
 
 def error_exit(exc: Exception) -> int:
-    """Print `exc` as the command's one-line error; the exit status to end with (a
-    `UsageError`'s code, else 2)."""
+    """Print `exc` as the command's one-line error; the exit status to end with: a
+    `UsageError`'s code, 1 for a full disk (the input was fine; the machine lacks room), else 2."""
     print(f"error: {exc}", file=sys.stderr)
-    return getattr(exc, "code", 2)
+    if isinstance(exc, UsageError):
+        return exc.code
+    return 1 if getattr(exc, "errno", None) == errno.ENOSPC else 2
 
 
 def positive_int(text: str) -> int:

@@ -24,8 +24,10 @@ import torch
 from training import (
     CIFAR10_SHORT_NAMES,
     NonFiniteLossError,
+    OutputError,
     TrainConfig,
     atomic_write_json,
+    check_free_space,
     check_output_dir,
     device_name,
     effective_precision,
@@ -37,7 +39,7 @@ from training import (
     train_val_split,
 )
 
-from ._artifacts import save_run
+from ._artifacts import run_bytes, save_run
 from ._console import (
     EPOCH_HEADER,
     USAGE_ERRORS,
@@ -176,8 +178,11 @@ def resolve_retrain(args: argparse.Namespace) -> RetrainJob:
         # fails here, in one line.
         precision = effective_precision(config.precision, device)
         out = _output_folder(args, study.study_name)
+        check_free_space(out, run_bytes(config), "--out" if args.out else "--studies-dir")
         # The test accuracy is recorded in the study at the very end.
         check_sqlite_writable(url, "--storage" if args.storage else "--studies-dir")
+    except OutputError:
+        raise  # its own exit status: 1 for a full disk
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
     return RetrainJob(

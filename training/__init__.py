@@ -33,6 +33,7 @@ from ._io import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
+    check_free_space,
     check_output_dir,
     check_output_file,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "atomic_write_text",
     "build_model",
     "build_optimizer",
+    "check_free_space",
     "check_output_dir",
     "check_output_file",
     "config_augment",

@@ -82,6 +82,28 @@ def check_output_dir(folder: str | Path, option: str) -> Path:
     return folder
 
 
+def check_free_space(folder: str | Path, need_bytes: int, option: str) -> None:
+    """Raise OutputError (ENOSPC) unless the disk that `folder` is (or will be made) on has
+    `need_bytes` free, so a run that could not save its result fails before it trains."""
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return  # nothing to tell from: the write itself will say
+    if free < need_bytes:
+        raise OutputError(
+            errno.ENOSPC,
+            f"{option} {folder}: {_mib(free)} free on its disk, and the run writes about "
+            f"{_mib(need_bytes)} (weights and training state); expected at least that much free",
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
 def check_output_file(path: str | Path, option: str) -> Path:
     """`path` made absolute, after checking that a file can be written there through
     `atomic_write` (a temp file beside it, renamed over): not a folder, and its folder checked as

@@ -285,3 +285,16 @@ def test_read_only_commands_write_nothing_into_a_database_of_another_kind(
     assert "holds no Optuna study tables" in line or "is not a study database" in line, line
     assert db.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+
+
+@pytest.mark.slow
+def test_a_search_refused_after_reading_the_data_writes_no_cache(tmp_path, data_root):
+    """The cache of decoded images is written once the input is accepted, not before."""
+    cache = tmp_path / "cache"
+    done = run_search(
+        *("--train-size", "60000", "--data", str(data_root), "--out", str(tmp_path / "out")),
+        env={"CIFAR10_CACHE": str(cache)},
+    )
+    assert done.returncode == 2
+    assert "train_size 60000 is out of range" in one_error_line(done.stderr)
+    assert not cache.exists() and not (tmp_path / "out").exists()

@@ -232,6 +232,24 @@ def test_retrain_refuses_a_study_database_it_cannot_record_in(
     assert not out.exists()
 
 
+def test_retrain_on_a_disk_without_room_for_its_weights_fails_before_reading(
+    small_disk, one_trial_study, tmp_path, capsys
+):
+    """Issue 25: --out on a disk too small for the run's weights and training state is one line
+    and exit 1 (a full disk), before the data is read (it is missing here) or anything is made."""
+    out = small_disk / "retrain"
+    with pytest.raises(SystemExit) as exited:
+        retrain_cli.main(
+            ["--study", "s", "--storage", one_trial_study, "--epochs", "1", "--out", str(out)]
+            + ["--data", str(tmp_path / "no-data")]
+        )
+    assert exited.value.code == 1
+    line = one_error(capsys)
+    assert line.startswith(f"error: --out {out}: ") and "MiB free on its disk" in line, line
+    assert "expected at least that much free" in line
+    assert not out.exists()
+
+
 # --- one writer, one schema, one reader ---------------------------------------------------------
 
 
