@@ -7,8 +7,6 @@ import os
 import PIL.Image
 import torch
 from torch import nn
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
 
 from ._policy import POLICY_TYPES, AugmentPolicy, describe_policy, load_policy
 
@@ -42,6 +40,12 @@ class PolicyTransform(nn.Module):
 
     def forward(self, img: PIL.Image.Image | torch.Tensor) -> PIL.Image.Image | torch.Tensor:
         """Return `img` augmented by one draw of the policy."""
+        # Imported here, not above: torchvision takes as long to import as torch itself, and
+        # everything that imports `training` (every trial worker, every command) pays for it
+        # while only this per-image transform needs it.
+        from torchvision import tv_tensors
+        from torchvision.transforms.v2 import functional as TF
+
         if isinstance(img, PIL.Image.Image):
             if img.mode not in ("RGB", "L"):
                 raise TypeError(f"PIL images must have mode RGB or L, got {img.mode!r}")
