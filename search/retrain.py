@@ -32,6 +32,7 @@ from training import (
     device_name,
     effective_precision,
     evaluate,
+    load_cifar10,
     locate_cifar10,
     resolve_device,
     resolve_policy,
@@ -212,14 +213,14 @@ def _load_data(args: argparse.Namespace, job: RetrainJob) -> tuple[Any, Any, Any
     --full-train."""
     record = StudyRecord.of(job.study)
     try:
-        files = [locate_cifar10(args.data, split) for split in ("train", "test")]
-        data, test = (split.read() for split in files)
+        files = locate_cifar10(args.data, "train")
+        data = files.read()
         val_size = 0 if job.full_train else record.val_size
         train_set, val_set = train_val_split(data, val_size, record.seed, args.train_size)
+        test = load_cifar10(args.data, "test")  # the input is accepted: cached as it is read
     except ValueError as exc:  # DataError included
         raise UsageError(str(exc)) from None
-    for split, images in zip(files, (data, test), strict=True):
-        split.write_cache(images)  # the input is accepted: a refused command writes no cache
+    files.write_cache(data)  # only now: a refused command writes no cache
     return train_set, (None if job.full_train else val_set), test
 
 
