@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from training import (
@@ -70,6 +71,19 @@ def error_exit(exc: Exception) -> int:
     `UsageError`'s code, else 2)."""
     print(f"error: {exc}", file=sys.stderr)
     return getattr(exc, "code", 2)
+
+
+@contextmanager
+def as_usage_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Raise a plain `kinds` error from the block (a library's ValueError, a failed OSError) as a
+    UsageError with the same message, exit status 2; the library's own USAGE_ERRORS pass as
+    they are. For the spots where a command takes such an error as the user's mistake."""
+    try:
+        yield
+    except USAGE_ERRORS:
+        raise
+    except kinds as exc:
+        raise UsageError(str(exc)) from None
 
 
 def positive_int(text: str) -> int:
