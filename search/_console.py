@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from training import (
@@ -73,6 +74,19 @@ def error_exit(exc: Exception) -> int:
     if isinstance(exc, UsageError):
         return exc.code
     return 1 if getattr(exc, "errno", None) == errno.ENOSPC else 2
+
+
+@contextmanager
+def as_usage_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Raise a plain `kinds` error from the block (a library's ValueError, a failed OSError) as a
+    UsageError with the same message, exit status 2; the library's own USAGE_ERRORS pass as
+    they are. For the spots where a command takes such an error as the user's mistake."""
+    try:
+        yield
+    except USAGE_ERRORS:
+        raise
+    except kinds as exc:
+        raise UsageError(str(exc)) from None
 
 
 def positive_int(text: str) -> int:

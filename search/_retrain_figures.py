@@ -11,10 +11,35 @@ from training import atomic_write
 
 def write_retrain_report(path: Path, metrics: dict[str, Any], title: str) -> None:
     """One self-contained HTML file (plotly.js inline), written atomically."""
+    names = list(metrics["per_class_accuracy"])
+    figures = (
+        _learning_curves(metrics["history"]),
+        _per_class_figure(names, list(metrics["per_class_accuracy"].values())),
+        _confusion_figure(names, metrics["confusion_matrix"]),
+    )
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in _facts(metrics)
+    )
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}"
+        "</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><table>{rows}</table>",
+        # plotly.js once, with the first figure.
+        *(f.to_html(full_html=False, include_plotlyjs=i == 0) for i, f in enumerate(figures)),
+        "</body></html>",
+    ]
+    page = "\n".join(parts)
+    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+def _learning_curves(history: list[dict[str, Any]]) -> Any:
+    """Loss and accuracy (%) per epoch, training and validation, side by side."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    history = metrics["history"]
     epochs = [h["epoch"] for h in history]
     curves = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy (%)"))
     for key, name, col in (
@@ -31,21 +56,23 @@ def write_retrain_report(path: Path, metrics: dict[str, Any], title: str) -> Non
         curves.add_trace(go.Scatter(x=epochs, y=values, name=name, mode="lines"), row=1, col=col)
     curves.update_xaxes(title_text="epoch")
     curves.update_layout(title="Training and validation per epoch", height=420)
+    return curves
 
-    names = list(metrics["per_class_accuracy"])
-    per_class = go.Figure(
-        go.Bar(x=names, y=[100 * v for v in metrics["per_class_accuracy"].values()])
-    )
+
+def _per_class_figure(names: list[str], accuracies: list[float]) -> Any:
+    import plotly.graph_objects as go
+
+    per_class = go.Figure(go.Bar(x=names, y=[100 * v for v in accuracies]))
     per_class.update_layout(title="Test accuracy per class (%)", yaxis_range=[0, 100], height=380)
+    return per_class
+
+
+def _confusion_figure(names: list[str], matrix: list[list[int]]) -> Any:
+    import plotly.graph_objects as go
 
     confusion = go.Figure(
         go.Heatmap(
-            z=metrics["confusion_matrix"],
-            x=names,
-            y=names,
-            colorscale="Blues",
-            text=metrics["confusion_matrix"],
-            texttemplate="%{text}",
+            z=matrix, x=names, y=names, colorscale="Blues", text=matrix, texttemplate="%{text}"
         )
     )
     confusion.update_layout(
@@ -54,14 +81,17 @@ def write_retrain_report(path: Path, metrics: dict[str, Any], title: str) -> Non
         height=560,
         width=640,
     )
+    return confusion
 
-    facts = [
+
+def _facts(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The table above the figures: the test result and what the run was."""
+    search_val = metrics.get("search_val_accuracy")
+    return [
         ("test accuracy", f"{100 * metrics['test_accuracy']:.2f} %"),
         (
             "search validation accuracy",
-            f"{100 * metrics['search_val_accuracy']:.2f} %"
-            if metrics.get("search_val_accuracy") is not None
-            else "-",
+            f"{100 * search_val:.2f} %" if search_val is not None else "-",
         ),
         ("epochs", metrics["epochs"]),
         ("validation", metrics["validation"]),
@@ -70,19 +100,3 @@ def write_retrain_report(path: Path, metrics: dict[str, Any], title: str) -> Non
         ("seed", metrics["seed"]),
         ("project version", metrics["project_version"]),
     ]
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts
-    )
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}"
-        "</style></head><body>",
-        f"<h1>{html.escape(title)}</h1><table>{rows}</table>",
-        curves.to_html(full_html=False, include_plotlyjs=True),
-        per_class.to_html(full_html=False, include_plotlyjs=False),
-        confusion.to_html(full_html=False, include_plotlyjs=False),
-        "</body></html>",
-    ]
-    page = "\n".join(parts)
-    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))

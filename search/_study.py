@@ -108,36 +108,10 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
 
     `must_exist` refuses to create a new SQLite file (for commands that only read a study).
     """
-    import optuna
     import sqlalchemy.exc
-    from sqlalchemy.engine import make_url
 
-    if not url.startswith("sqlite:") and "@" in url.partition("://")[2].rpartition("@")[0]:
-        # A parser would split the password at its first "@" and take the rest for the host.
-        raise StudyError(
-            f"storage URL {redact(url)!r} has an unescaped '@' in its user name or password; "
-            "expected it written as %40 (postgresql://user:p%40ss@host/db)"
-        )
-    try:
-        parsed = make_url(url)
-    except Exception:
-        raise StudyError(
-            f"malformed storage URL {redact(url)!r}; expected an SQLAlchemy URL such as "
-            "sqlite:///studies/cnn_reg.db or postgresql://user@host/db"
-        ) from None
-    if parsed.get_backend_name() == "sqlite":
-        path = parsed.database
-        if not path or path == ":memory:":
-            raise StudyError("an in-memory SQLite storage cannot hold a study; give a file path")
-        if must_exist and not Path(path).exists():
-            raise StudyError(f"no study database at {path}; run a search first or pass --storage")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Several Ray trials and drivers write at once: wait for SQLite's lock, don't fail.
-        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
-    else:
-        engine_kwargs = {"pool_pre_ping": True}
-        if parsed.get_backend_name() == "postgresql":
-            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    parsed = _parse_storage_url(url)
+    engine_kwargs = _engine_kwargs(parsed, must_exist)
     connect_url = url
     if parsed.drivername == "postgresql":
         connect_url = parsed.set(drivername=_postgres_driver()).render_as_string(
@@ -147,31 +121,76 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
         if must_exist:  # before RDBStorage, which creates its tables in any database it opens
             _check_holds_optuna_tables(connect_url, engine_kwargs, url)
         return _new_rdb_storage(connect_url, engine_kwargs)
-    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:
+    except (ImportError, RuntimeError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        raise _open_error(exc, url, connect_url) from None
+
+
+def _parse_storage_url(url: str) -> Any:
+    """`url` as SQLAlchemy's URL; StudyError when it cannot be read as one."""
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite:") and "@" in url.partition("://")[2].rpartition("@")[0]:
+        # A parser would split the password at its first "@" and take the rest for the host.
         raise StudyError(
+            f"storage URL {redact(url)!r} has an unescaped '@' in its user name or password; "
+            "expected it written as %40 (postgresql://user:p%40ss@host/db)"
+        )
+    try:
+        return make_url(url)
+    except Exception:
+        raise StudyError(
+            f"malformed storage URL {redact(url)!r}; expected an SQLAlchemy URL such as "
+            "sqlite:///studies/cnn_reg.db or postgresql://user@host/db"
+        ) from None
+
+
+def _engine_kwargs(parsed: Any, must_exist: bool) -> dict[str, Any]:
+    """The engine's keyword arguments for the parsed URL's backend; an SQLite file's folder is
+    made here (StudyError for an in-memory one, or a missing one with `must_exist`)."""
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if not path or path == ":memory:":
+            raise StudyError("an in-memory SQLite storage cannot hold a study; give a file path")
+        if must_exist and not Path(path).exists():
+            raise StudyError(f"no study database at {path}; run a search first or pass --storage")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Several Ray trials and drivers write at once: wait for SQLite's lock, don't fail.
+        return {"connect_args": {"timeout": 60}}
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "postgresql":
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    return engine_kwargs
+
+
+def _open_error(exc: Exception, url: str, connect_url: str) -> StudyError:
+    """The one-line StudyError for what opening the storage at `url` raised."""
+    import optuna
+    import sqlalchemy.exc
+
+    if isinstance(exc, (ImportError, sqlalchemy.exc.NoSuchModuleError)):
+        return StudyError(
             f"no database driver for {redact(url)!r} ({exc}); for PostgreSQL install "
             "psycopg2-binary (pip install -e '.[postgres]')"
-        ) from None
-    except sqlalchemy.exc.OperationalError as exc:
+        )
+    if isinstance(exc, sqlalchemy.exc.OperationalError):
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-        raise StudyError(f"cannot reach storage {redact(url)!r}: {_scrub(reason, url)}") from None
-    except RuntimeError as exc:
+        return StudyError(f"cannot reach storage {redact(url)!r}: {_scrub(reason, url)}")
+    if isinstance(exc, RuntimeError):
         text = str(exc)
         if "pip install -U optuna" in text:
             # Optuna does not know the database's schema revision: a newer Optuna wrote it.
-            raise StudyError(
+            return StudyError(
                 f"storage {redact(url)!r} was written by a newer Optuna schema than optuna "
                 f"{optuna.__version__} reads; upgrade Optuna (pip install -U optuna)"
-            ) from None
+            )
         if "upgrade" in text.lower() or "schema" in text.lower():
-            raise StudyError(
+            return StudyError(
                 f"storage {redact(url)!r} was written by an older, incompatible Optuna schema; "
                 f"back it up, then upgrade it with: optuna storage upgrade --storage "
                 f"{shlex.quote(redact(connect_url))}"
-            ) from None
-        raise StudyError(f"cannot open storage {redact(url)!r}: {_scrub(str(exc), url)}") from None
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise StudyError(f"cannot open storage {redact(url)!r}: {type(exc).__name__}") from None
+            )
+        return StudyError(f"cannot open storage {redact(url)!r}: {_scrub(text, url)}")
+    return StudyError(f"cannot open storage {redact(url)!r}: {type(exc).__name__}")
 
 
 # Tables every Optuna RDB storage has; a database without them holds no study of ours.

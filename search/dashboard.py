@@ -13,10 +13,15 @@ import sys
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
-from ._study import (
-    redact,
+from ._console import (
+    USAGE_ERRORS,
+    HelpFormatter,
+    add_study_options,
+    error_exit,
+    open_study_from_args,
 )
+from ._errors import UsageError
+from ._study import redact
 
 LOOPBACK = "127.0.0.1"
 # Hosts that listen on every interface; a browser cannot open them, so the URL shows loopback.
@@ -103,21 +108,36 @@ def bind(storage: Any, host: str, port: int) -> WSGIServer:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    study, storage, url = open_study_from_args(args)
     try:
-        server = bind(storage, args.host, args.port)
-    except OSError as exc:  # port taken, address not on this machine, no permission
-        fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    if not is_loopback(args.host):
+        study, storage, url = open_study_from_args(args)
+        server = listen(storage, args.host, args.port)
+        if not is_loopback(args.host):
+            print(
+                f"warning: the dashboard has no authentication; listening on {args.host} lets "
+                "anyone who can reach this machine read and change the study",
+                file=sys.stderr,
+            )
+        print(f"study {args.study!r} in {redact(url)}")
         print(
-            f"warning: the dashboard has no authentication; listening on {args.host} lets "
-            "anyone who can reach this machine read and change the study",
-            file=sys.stderr,
+            f"open {dashboard_url(args.host, args.port, study._study_id)}  (Ctrl-C stops)",
+            flush=True,
         )
-    print(f"study {args.study!r} in {redact(url)}")
-    print(
-        f"open {dashboard_url(args.host, args.port, study._study_id)}  (Ctrl-C stops)", flush=True
-    )
+    except USAGE_ERRORS as exc:
+        raise SystemExit(error_exit(exc)) from None
+    serve(server)
+
+
+def listen(storage: Any, host: str, port: int) -> WSGIServer:
+    """`bind`, with a failure to listen (port taken, address not on this machine, no
+    permission) as a UsageError naming the address."""
+    try:
+        return bind(storage, host, port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def serve(server: WSGIServer) -> None:
+    """Serve until Ctrl-C, then close the socket."""
     try:
         server.serve_forever()
     except KeyboardInterrupt:

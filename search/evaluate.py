@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from training import (
-    DataError,
     TrainConfig,
     effective_precision,
     evaluate,
@@ -20,17 +19,19 @@ from training import (
     resolve_device,
 )
 
-from ._artifacts import ArtifactError, load_model, trained_precision
+from ._artifacts import load_model, trained_precision
 from ._console import (
+    USAGE_ERRORS,
     HelpFormatter,
     add_data_options,
     add_precision_option,
-    fail,
+    as_usage_errors,
+    error_exit,
     format_test_report,
 )
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.evaluate",
         description="Evaluate saved weights (a retrain folder or a weights.pt with config.json "
@@ -40,25 +41,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target", type=Path, help="retrain folder or weights file")
     add_data_options(parser, train_size=False, val_size=False)
     add_precision_option(parser, "the one the model trained in")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     try:
-        device = resolve_device(args.device)
-        model, config = load_model(args.target, device)
-        precision = _precision(args, config, device)
-        test = load_cifar10(args.data, "test")
-    except (ArtifactError, DataError, ValueError) as exc:
-        fail(str(exc))
-    print(f"model: {config.model} from {args.target}, precision {precision}")
-    tested = evaluate(model, test, device=device, tta=config.tta, precision=precision)
-    print(format_test_report(tested))
+        with as_usage_errors(ValueError):
+            device = resolve_device(args.device)
+            model, config = load_model(args.target, device)
+            precision = _precision(args.precision, args.target, config, device)
+            test = load_cifar10(args.data, "test")
+        print(f"model: {config.model} from {args.target}, precision {precision}")
+        tested = evaluate(model, test, device=device, tta=config.tta, precision=precision)
+        print(format_test_report(tested))
+    except USAGE_ERRORS as exc:
+        raise SystemExit(error_exit(exc)) from None
 
 
-def _precision(args: argparse.Namespace, config: TrainConfig, device: torch.device) -> str:
-    """What the test runs in: --precision, else the precision the model trained in; ValueError
-    when this device cannot run it."""
-    if args.precision:
-        return effective_precision(args.precision, device)
-    trained = trained_precision(args.target, config)
+def _precision(asked: str | None, target: Path, config: TrainConfig, device: torch.device) -> str:
+    """What the test runs in: `asked` (--precision), else the precision the model at `target`
+    trained in; ValueError when this device cannot run it."""
+    if asked:
+        return effective_precision(asked, device)
+    trained = trained_precision(target, config)
     try:
         return effective_precision(trained, device)
     except ValueError as exc:

@@ -12,20 +12,29 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
-from ._space import get_space
-from ._study import (
-    StudyError,
+from training import atomic_write, check_output_file
+
+from ._console import (
+    USAGE_ERRORS,
+    HelpFormatter,
+    add_study_options,
+    as_usage_errors,
+    error_exit,
+    open_study_from_args,
 )
+from ._errors import UsageError
+from ._space import get_space
+from ._study import StudyError, StudyRecord
 
 
-def merge_sub_policies(study, count: int) -> tuple[list, list]:
+def merge_sub_policies(study: Any, count: int) -> tuple[list, list]:
     """Up to `count` distinct sub-policies from the best COMPLETE trials, and the trials used
     (optuna FrozenTrials, best first)."""
     import optuna
 
-    space = get_space(study.user_attrs.get("space", study.study_name))
+    space = get_space(StudyRecord.of(study).space)
     complete = [
         t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE
     ]
@@ -55,7 +64,7 @@ def merge_sub_policies(study, count: int) -> tuple[list, list]:
     return merged, used
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.export_policy",
         description="Merge a policy study's best sub-policies into one policy JSON.",
@@ -64,47 +73,57 @@ def main(argv: list[str] | None = None) -> None:
     add_study_options(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="policy JSON to write")
     parser.add_argument("--count", type=int, default=25, help="sub-policies in the export")
-    args = parser.parse_args(argv)
-    if args.count < 1:
-        fail(f"--count {args.count} is invalid; expected a whole number >= 1")
-    from training import OutputError, atomic_write, check_output_file
+    return parser
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     try:
+        if args.count < 1:
+            raise UsageError(f"--count {args.count} is invalid; expected a whole number >= 1")
         output = check_output_file(args.output, "-o")  # before the study is read
-    except OutputError as exc:
-        fail(str(exc))
-    study, _, _ = open_study_from_args(args)
-    try:
-        merged, used = merge_sub_policies(study, args.count)
-    except (StudyError, ValueError) as exc:
-        fail(str(exc))
-    if not merged:
-        fail(
-            f"study {args.study!r} has no completed trial with a usable policy; run or "
-            "continue the policy search first"
-        )
+        study, _, _ = open_study_from_args(args)
+        with as_usage_errors(ValueError):
+            merged, used = merge_sub_policies(study, args.count)
+        if not merged:
+            raise UsageError(
+                f"study {args.study!r} has no completed trial with a usable policy; run or "
+                "continue the policy search first"
+            )
+        write_policy(output, merged, shown=args.output)
+        print_export(study, merged, used, args.count, args.output)
+    except USAGE_ERRORS as exc:
+        raise SystemExit(error_exit(exc)) from None
 
+
+def write_policy(path: Path, sub_policies: list, shown: Path) -> None:
+    """Write `sub_policies` as one policy JSON at `path`, atomically, making its folder; a
+    failure names the path as the user gave it (`shown`)."""
     from augment import Policy, save_policy
 
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(output, lambda tmp: save_policy(Policy(tuple(merged)), tmp))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: save_policy(Policy(tuple(sub_policies)), tmp))
     except OSError as exc:
-        fail(f"cannot write {args.output}: {exc.strerror or exc}")
-    space = get_space(study.user_attrs.get("space", study.study_name))
+        raise UsageError(f"cannot write {shown}: {exc.strerror or exc}") from None
+
+
+def print_export(study: Any, merged: list, used: list, count: int, output_shown: Path) -> None:
+    """What was written where, from which trials, and a note when fewer than `count` were found."""
+    space = get_space(StudyRecord.of(study).space)
     how = {"density": "density matching", "train": "a child trained per trial"}[space.method]
     print(
-        f"wrote {len(merged)} sub-policies from {len(used)} trial(s) of study {args.study!r} "
-        f"(space {space.name!r}, scored by {how}) to {args.output}"
+        f"wrote {len(merged)} sub-policies from {len(used)} trial(s) of study "
+        f"{study.study_name!r} (space {space.name!r}, scored by {how}) to {output_shown}"
     )
     print(
         "merged trials, best first: "
         + ", ".join(f"#{t.number} ({100 * t.value:.2f}%)" for t in used)
     )
-    if len(merged) < args.count:
+    if len(merged) < count:
         print(
             f"note: only {len(merged)} distinct sub-policies were available (asked for "
-            f"{args.count}); more trials give more"
+            f"{count}); more trials give more"
         )
 
 

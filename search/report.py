@@ -14,13 +14,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from training import OutputError, atomic_write, check_output_file
+from training import atomic_write, check_output_file
 
-from ._console import HelpFormatter, add_study_options, fail, open_study_from_args
-from ._figures import Section, study_figures
-from ._study import (
-    redact,
+from ._console import (
+    USAGE_ERRORS,
+    HelpFormatter,
+    add_study_options,
+    error_exit,
+    open_study_from_args,
 )
+from ._errors import UsageError
+from ._figures import Section, study_figures
+from ._study import redact
 
 REPORT_NAME = "report.html"
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
@@ -94,9 +99,30 @@ def _rows(rows: list[tuple[str, str]]) -> str:
 
 def summary_html(study: Any, storage_url: str) -> str:
     """The header: what the study is, its trial counts, best trial, retrain result, failures."""
+    trials = study.get_trials(deepcopy=False)
+    best = _best_trial(study)
+    rows = _study_rows(study, storage_url, trials) + [_best_row(study, best)]
+    rows += _retrain_rows(study.user_attrs)
+    parts = [_rows(rows)]
+    if best is not None:
+        parts.append(f"<h3>Best trial #{best.number}: parameters</h3>")
+        parts.append(_rows([(k, html.escape(_fmt(v))) for k, v in sorted(best.params.items())]))
+    parts += _failed_trials_html(trials)
+    return "\n".join(parts)
+
+
+def _best_trial(study: Any) -> Any:
+    """The best COMPLETE trial, or None."""
+    try:
+        return study.best_trial
+    except (ValueError, RuntimeError):  # no complete trial, or a multi-objective study
+        return None
+
+
+def _study_rows(study: Any, storage_url: str, trials: list) -> list[tuple[str, str]]:
+    """Name, storage, the recorded attributes, and the trial counts by state."""
     esc = html.escape
     attrs = study.user_attrs
-    trials = study.get_trials(deepcopy=False)
     counts = Counter(t.state.name for t in trials)
     states = sorted(counts, key=lambda s: STATE_ORDER.index(s) if s in STATE_ORDER else 99)
     rows = [("study", esc(study.study_name)), ("storage", esc(redact(storage_url)))]
@@ -109,33 +135,32 @@ def summary_html(study: Any, storage_url: str) -> str:
             else "none yet",
         )
     )
+    return rows
 
-    best = None
-    try:
-        best = study.best_trial
-    except (ValueError, RuntimeError):  # no complete trial, or a multi-objective study
-        pass
-    if best is not None:
-        rows.append(
-            (
-                "best trial",
-                esc(
-                    f"#{best.number}: {_objective(study, best.value)} after "
-                    f"{best.user_attrs.get('epochs_run', '?')} epochs"
-                ),
-            )
-        )
-    else:
-        rows.append(("best trial", '<span class="muted">no COMPLETE trial yet</span>'))
 
+def _best_row(study: Any, best: Any) -> tuple[str, str]:
+    if best is None:
+        return ("best trial", '<span class="muted">no COMPLETE trial yet</span>')
+    return (
+        "best trial",
+        html.escape(
+            f"#{best.number}: {_objective(study, best.value)} after "
+            f"{best.user_attrs.get('epochs_run', '?')} epochs"
+        ),
+    )
+
+
+def _retrain_rows(attrs: dict[str, Any]) -> list[tuple[str, str]]:
+    """The latest retrain and every retrained trial, when there are any."""
     # A retrain is optional: search.retrain records the latest as `retrain` and each one as
     # `retrain:<trial number>` on the study (Optuna refuses changes to a finished trial).
+    rows = []
     retrain = attrs.get("retrain")
     if isinstance(retrain, dict):
         rows.append(
             (
                 "retrain",
-                esc(
+                html.escape(
                     f"trial #{retrain.get('trial', '?')}: test accuracy "
                     f"{_percent(retrain.get('test_accuracy'))}, in {retrain.get('dir', '?')}"
                 ),
@@ -153,7 +178,7 @@ def summary_html(study: Any, storage_url: str) -> str:
         rows.append(
             (
                 "retrained trials",
-                esc(
+                html.escape(
                     ", ".join(
                         f"#{value.get('trial', '?')}: "
                         f"test accuracy {_percent(value.get('test_accuracy'))} "
@@ -163,28 +188,20 @@ def summary_html(study: Any, storage_url: str) -> str:
                 ),
             )
         )
+    return rows
 
-    parts = [_rows(rows)]
-    if best is not None:
-        parts.append(f"<h3>Best trial #{best.number}: parameters</h3>")
-        parts.append(_rows([(k, esc(_fmt(v))) for k, v in sorted(best.params.items())]))
+
+def _failed_trials_html(trials: list) -> list[str]:
+    """The failed trials' heading and each one's recorded reason."""
     failed = [t for t in trials if t.state.name == "FAIL"]
-    parts.append(f"<h3>Failed trials ({len(failed)})</h3>")
-    if failed:
-        parts.append(
-            _rows(
-                [
-                    (
-                        f"#{t.number}",
-                        esc(str(t.user_attrs.get("fail_reason", "no reason recorded"))),
-                    )
-                    for t in failed
-                ]
-            )
-        )
-    else:
-        parts.append('<p class="muted">none</p>')
-    return "\n".join(parts)
+    parts = [f"<h3>Failed trials ({len(failed)})</h3>"]
+    if not failed:
+        return parts + ['<p class="muted">none</p>']
+    reasons = [
+        (f"#{t.number}", html.escape(str(t.user_attrs.get("fail_reason", "no reason recorded"))))
+        for t in failed
+    ]
+    return parts + [_rows(reasons)]
 
 
 def section_html(section: Section, include_plotlyjs: bool) -> str:
@@ -224,24 +241,24 @@ def write_report(path: Path, page: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    try:  # before the study is read
-        path = check_output_file(
+    try:
+        path = check_output_file(  # before the study is read
             args.output or args.studies_dir / args.study / REPORT_NAME,
             "-o" if args.output else "--studies-dir",
         ).resolve()
-    except OutputError as exc:
-        fail(str(exc))
-    study, _, url = open_study_from_args(args)
+        study, _, url = open_study_from_args(args)
 
-    import optuna
+        import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    page = report_html(study, url)
-    try:
-        write_report(path, page)
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}")
-    print(path)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        page = report_html(study, url)
+        try:
+            write_report(path, page)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        print(path)
+    except USAGE_ERRORS as exc:
+        raise SystemExit(error_exit(exc)) from None
 
 
 if __name__ == "__main__":

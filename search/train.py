@@ -10,16 +10,20 @@ import argparse
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from training import (
     OPTIMIZERS,
     REPORT_RECIPE,
     SCHEDULES,
-    DataError,
+    LabeledImages,
     NonFiniteLossError,
     OutputError,
     TrainConfig,
+    TrainResult,
     build_model,
     check_output_dir,
     effective_precision,
@@ -34,14 +38,17 @@ from training import (
 from ._artifacts import save_run
 from ._console import (
     EPOCH_HEADER,
+    USAGE_ERRORS,
     HelpFormatter,
     add_data_options,
     add_precision_option,
-    fail,
+    as_usage_errors,
+    error_exit,
     format_epoch,
     format_test_report,
     seed_value,
 )
+from ._errors import UsageError
 
 RECIPES = {"default": TrainConfig(), "report": REPORT_RECIPE}
 
@@ -57,10 +64,16 @@ def floats(text: str) -> tuple[float, ...]:
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """The options of one training run; every default shown is TrainConfig's."""
+    """The options of one training run, in groups; every default shown is TrainConfig's."""
     # The names come from training's tables, so a new optimizer or schedule is offered here too.
-    d = TrainConfig()
-    g = parser.add_argument_group("training (defaults: TrainConfig, or the --recipe)")
+    defaults = TrainConfig()
+    _add_optimizer_options(parser.add_argument_group("model and optimizer"), defaults)
+    _add_schedule_options(parser.add_argument_group("learning-rate schedule"), defaults)
+    _add_augment_options(parser.add_argument_group("regularisation and augmentation"), defaults)
+    _add_run_options(parser.add_argument_group("seed, speed and validation"), defaults)
+
+
+def _add_optimizer_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     g.add_argument("--model", help=f"model name from the registry (default: {d.model})")
     g.add_argument("--epochs", type=int, help=f"epochs to train (default: {d.epochs})")
     g.add_argument("--batch-size", type=int, help=f"batch size (default: {d.batch_size})")
@@ -78,6 +91,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         help="L2 coefficient for adam and sgd; for adamw the decoupled decay (weights shrink by "
         f"lr x this each step) (default: {d.weight_decay})",
     )
+
+
+def _add_schedule_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     g.add_argument(
         "--schedule",
         choices=list(SCHEDULES),
@@ -100,6 +116,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         f"75,100 of 125 (default: {','.join(map(str, d.milestones))})",
     )
     g.add_argument("--gamma", type=float, help=f"MultiStepLR factor (default: {d.gamma})")
+
+
+def _add_augment_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     g.add_argument("--label-smoothing", type=float, help=f"default: {d.label_smoothing}")
     g.add_argument(
         "--dropout",
@@ -131,6 +150,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         help="early stopping on validation loss after this many epochs without "
         "improvement, restoring the best weights (default: off)",
     )
+
+
+def _add_run_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     g.add_argument(
         "--seed",
         type=seed_value,
@@ -165,7 +187,9 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m search.train",
-        description="Train one model on CIFAR-10, then evaluate once on the test split.",
+        description="Train one model on CIFAR-10, then evaluate once on the test split. The "
+        "training options left out keep the --recipe's values (the defaults shown are "
+        "TrainConfig's).",
         formatter_class=HelpFormatter,
     )
     parser.add_argument(
@@ -190,11 +214,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class TrainRun:
+    """One run of this command, resolved and checked before anything is printed or trained."""
+
+    config: TrainConfig
+    device: torch.device
+    precision: str  # what the run trains in (effective_precision of the config's)
+    save: Path | None  # the --save folder, checked writable
+    train_set: LabeledImages
+    val_set: LabeledImages | None  # None: --val-size 0, every image trains
+    test: LabeledImages | None  # None: --no-test
+    data_source: str
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    # Everything that can be wrong is checked before anything is printed or trained: the whole
-    # configuration (model included), the device, the output folder, then the data.
     try:
+        run = resolve_run(args)
+        print_run(run)
+        result = train_run(run)
+        finish_run(run, result)
+    except USAGE_ERRORS as exc:
+        raise SystemExit(error_exit(exc)) from None
+
+
+def resolve_run(args: argparse.Namespace) -> TrainRun:
+    """Everything that can be wrong, checked before anything is printed or trained: the whole
+    configuration (model included), the device, the output folder, then the data."""
+    with as_usage_errors(ValueError, OSError):
         config = config_from_args(args, RECIPES[args.recipe])
         resolve_policy(config.policy)  # a bad policy file fails here, before any training
         _check_model(config)
@@ -204,30 +252,49 @@ def main(argv: list[str] | None = None) -> None:
         data = load_cifar10(args.data, "train")
         test = None if args.no_test else load_cifar10(args.data, "test")
         train_set, val_set = train_val_split(data, args.val_size, config.seed, args.train_size)
-        if args.val_size == 0:
-            val_set = None
-    except (ValueError, DataError, OSError) as exc:
-        fail(str(exc))
-    print(
-        f"data: {data.source}  train {len(train_set)}  val {len(val_set) if val_set else 0}  "
-        f"device: {device}  precision: {precision}"
+    return TrainRun(
+        config=config,
+        device=device,
+        precision=precision,
+        save=save,
+        train_set=train_set,
+        val_set=val_set if args.val_size != 0 else None,
+        test=test,
+        data_source=data.source,
     )
-    print(f"config: {json.dumps(config.to_dict())}")
-    if config.tta and val_set is not None:
+
+
+def print_run(run: TrainRun) -> None:
+    """What will run (data, device, precision, configuration), then the epoch table's header."""
+    val_count = len(run.val_set) if run.val_set else 0
+    print(
+        f"data: {run.data_source}  train {len(run.train_set)}  val {val_count}  "
+        f"device: {run.device}  precision: {run.precision}"
+    )
+    print(f"config: {json.dumps(run.config.to_dict())}")
+    if run.config.tta and run.val_set is not None:
         print("validation and test: flip TTA (mean logits of each image and its mirror)")
     print(EPOCH_HEADER, flush=True)
+
+
+def train_run(run: TrainRun) -> TrainResult:
+    """Train, printing a row of the epoch table after each epoch."""
     try:
-        result = train(
-            config,
-            train_set,
-            val_set,
-            device=device,
-            on_epoch_end=lambda s: print(format_epoch(s, config.epochs), flush=True),
-        )
+        with as_usage_errors(ValueError, OSError):
+            return train(
+                run.config,
+                run.train_set,
+                run.val_set,
+                device=run.device,
+                on_epoch_end=lambda s: print(format_epoch(s, run.config.epochs), flush=True),
+            )
     except NonFiniteLossError as exc:
-        fail(f"training diverged: {exc}; try a lower learning rate", code=1)
-    except (ValueError, OSError) as exc:
-        fail(str(exc))
+        raise UsageError(f"training diverged: {exc}; try a lower learning rate", code=1) from None
+
+
+def finish_run(run: TrainRun, result: TrainResult) -> None:
+    """Print how the run ended, save it (--save), then test it (unless --no-test). A save that
+    fails (a disk that filled up while training) still lets the model be tested, then fails."""
     print(
         f"best epoch {result.best_epoch}, wall time {result.wall_time:.1f} s"
         + (" (stopped early)" if result.stopped_early else "")
@@ -235,34 +302,37 @@ def main(argv: list[str] | None = None) -> None:
     if result.images_dropped_per_epoch:  # compiled: one batch shape, so one graph
         print(
             "compile: each epoch left out its partial last batch, "
-            f"{result.images_dropped_per_epoch} of {len(train_set)} images (other ones each epoch)"
+            f"{result.images_dropped_per_epoch} of {len(run.train_set)} images "
+            "(other ones each epoch)"
         )
     not_saved = None
-    if save is not None:
+    if run.save is not None:
         try:
             save_run(
-                save,
+                run.save,
                 result.model,
-                config,
+                run.config,
                 precision=result.precision,
                 images_dropped_per_epoch=result.images_dropped_per_epoch,
             )
-        except OutputError as exc:  # a disk that filled up while training: still test the model
+        except OutputError as exc:
             not_saved = exc
-    if test is not None:
+    if run.test is not None:
         tested = evaluate(
-            result.model, test, device=device, tta=config.tta, precision=result.precision
+            result.model,
+            run.test,
+            device=run.device,
+            tta=run.config.tta,
+            precision=result.precision,
         )
         print(format_test_report(tested))
     sys.stdout.flush()
     if not_saved is not None:
-        fail(f"{not_saved}; the model was not saved", code=1)
+        raise UsageError(f"{not_saved}; the model was not saved", code=1)
 
 
 def _check_model(config: TrainConfig) -> None:
     """Raise ValueError when `config` names no model, or arguments the model does not take."""
-    import torch
-
     try:
         build_model(config, torch.device("cpu"))
     except TypeError as exc:  # a keyword the model's builder does not take

@@ -60,6 +60,14 @@ class TrainConfig:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
+        # Checked in one fixed order: a config with several wrong values names the first one.
+        self._check_optimizer()
+        self._check_schedule()
+        self._freeze_policy()
+        self._check_regularisation()
+
+    def _check_optimizer(self) -> None:
+        """The model, the run's length and the optimizer's settings, and the seed."""
         _check(isinstance(self.model, str) and self.model, "model", self.model, "a model name")
         _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
@@ -78,6 +86,9 @@ class TrainConfig:
             self.seed,
             "a whole number in [0, 2**63)",
         )
+
+    def _check_schedule(self) -> None:
+        """The schedule's name and milestones (kept as a tuple of floats)."""
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, _one_of(SCHEDULES))
         milestones = tuple(float(m) for m in self.milestones)
         _check(
@@ -87,12 +98,17 @@ class TrainConfig:
             "increasing fractions of the run, each in (0, 1)",
         )
         object.__setattr__(self, "milestones", milestones)
+
+    def _freeze_policy(self) -> None:
         if self.policy is not None and not isinstance(self.policy, str):
             # Tuples all the way down: the config stays hashable and compares equal after a
             # JSON round trip (which turns tuples into lists).
             object.__setattr__(
                 self, "policy", tuple(tuple(tuple(step) for step in sub) for sub in self.policy)
             )
+
+    def _check_regularisation(self) -> None:
+        """gamma, label smoothing, augmentation, early stopping, warmup, TTA and precision."""
         _check(0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
         _check(
             0 <= self.label_smoothing < 1,

@@ -262,6 +262,35 @@ def train(
     not stopped.
     """
     device = resolve_device(device)
+    _check_trainable(config, train_set, val_set)
+    precision = effective_precision(config.precision, device)
+    start = time.perf_counter()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
+    model = build_model(config, device)
+    augment = _batch_augment(config)
+    run = _new_run_state(config, model, device, precision)
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        run.load(checkpoint_path, device)
+    setup = _epoch_setup(config, model, augment, train_set, val_set, device, precision)
+
+    stopped_early = False
+    for epoch in range(run.epochs_done + 1, config.epochs + 1):
+        run.end_epoch(_train_and_validate(run, setup, epoch, on_batch_end))
+        if checkpoint_path is not None:
+            run.save(checkpoint_path)
+        if on_epoch_end is not None:
+            on_epoch_end(run.history[-1])
+        if run.patience_exhausted():
+            stopped_early = True
+            break
+    return _finish(run, setup, stopped_early, start)
+
+
+def _check_trainable(
+    config: TrainConfig, train_set: LabeledImages, val_set: LabeledImages | None
+) -> None:
+    """ValueError when `config` cannot train on these sets."""
     if len(train_set) == 0:
         raise ValueError("the training set is empty")
     if config.patience is not None and val_set is None:
@@ -271,20 +300,24 @@ def train(
             f"invalid batch_size={config.batch_size} with compile (which drops the partial last "
             f"batch); expected at most the {len(train_set)} training images"
         )
-    precision = effective_precision(config.precision, device)
-    autocast = _AUTOCAST_DTYPES[precision]
-    start = time.perf_counter()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
-    model = build_model(config, device)
-    augment = build_batch_augment(
+
+
+def _batch_augment(config: TrainConfig) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """The configured augmentation of a training batch."""
+    return build_batch_augment(
         crop_padding=config.crop_padding,
         flip=config.flip,
         rotation=config.rotation,
         cutout=config.cutout,
         policy=resolve_policy(config.policy),
     )
-    run = _RunState(
+
+
+def _new_run_state(
+    config: TrainConfig, model: nn.Module, device: torch.device, precision: str
+) -> _RunState:
+    """A run's state before its first epoch: the optimizer, the seeded generator, the scaler."""
+    return _RunState(
         config=config,
         model=model,
         optimizer=build_optimizer(config, model),
@@ -292,8 +325,34 @@ def train(
         # fp16 needs loss scaling (its gradients underflow); disabled, the scaler passes through.
         scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
     )
-    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        run.load(checkpoint_path, device)
+
+
+@dataclass(frozen=True)
+class _EpochSetup:
+    """What every epoch of a run trains and validates with, fixed when the run starts."""
+
+    images: torch.Tensor  # the training set, on the device
+    labels: torch.Tensor
+    val_data: LabeledImages | None  # the validation set, on the device
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+    step_model: nn.Module  # the model the training step runs (compiled with config.compile)
+    eval_model: nn.Module  # the model validation runs
+    steps_per_epoch: int
+    trained: int  # training images per epoch
+    device: torch.device
+    precision: str  # "fp32", "bf16" or "fp16"
+
+
+def _epoch_setup(
+    config: TrainConfig,
+    model: nn.Module,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    train_set: LabeledImages,
+    val_set: LabeledImages | None,
+    device: torch.device,
+    precision: str,
+) -> _EpochSetup:
+    """The data on the device, the models compiled when asked, and the epoch's length."""
     images, labels = train_set.images.to(device), train_set.labels.to(device)
     val_data = val_set.to(device) if val_set is not None else None
     step_model, eval_model = _compile(model, val_set) if config.compile else (model, model)
@@ -301,54 +360,82 @@ def train(
     # batch is dropped (each epoch's fresh order drops other images). Padding it instead would
     # need a masked loss and would still feed the padding into BatchNorm's batch statistics.
     trained = len(labels) - len(labels) % config.batch_size if config.compile else len(labels)
-    steps_per_epoch = math.ceil(trained / config.batch_size)
+    return _EpochSetup(
+        images=images,
+        labels=labels,
+        val_data=val_data,
+        augment=augment,
+        step_model=step_model,
+        eval_model=eval_model,
+        steps_per_epoch=math.ceil(trained / config.batch_size),
+        trained=trained,
+        device=device,
+        precision=precision,
+    )
 
-    stopped_early = False
-    for epoch in range(run.epochs_done + 1, config.epochs + 1):
-        epoch_start = time.perf_counter()
-        lr = learning_rate(config, run.step, steps_per_epoch)
-        loss_sum, correct = _train_epoch(
-            run, step_model, images, labels, augment, steps_per_epoch, autocast, on_batch_end
+
+def _train_and_validate(
+    run: _RunState,
+    setup: _EpochSetup,
+    epoch: int,
+    on_batch_end: Callable[[int, int], None] | None,
+) -> EpochStats:
+    """Epoch `epoch`: one pass of training, then validation when the run has a validation set."""
+    config = run.config
+    epoch_start = time.perf_counter()
+    lr = learning_rate(config, run.step, setup.steps_per_epoch)
+    loss_sum, correct = _train_epoch(
+        run,
+        setup.step_model,
+        setup.images,
+        setup.labels,
+        setup.augment,
+        setup.steps_per_epoch,
+        _AUTOCAST_DTYPES[setup.precision],
+        on_batch_end,
+    )
+    train_loss = _finite(loss_sum.item(), "training", epoch) / setup.trained
+    train_time = time.perf_counter() - epoch_start
+    val = None
+    if setup.val_data is not None:
+        val = evaluate(
+            setup.eval_model,
+            setup.val_data,
+            device=setup.device,
+            tta=config.tta,
+            precision=setup.precision,
         )
-        train_loss = _finite(loss_sum.item(), "training", epoch) / trained
-        train_time = time.perf_counter() - epoch_start
-        val = None
-        if val_data is not None:
-            val = evaluate(eval_model, val_data, device=device, tta=config.tta, precision=precision)
-            _finite(val.loss, "validation", epoch)
-        run.end_epoch(
-            EpochStats(
-                epoch=epoch,
-                train_loss=train_loss,
-                train_accuracy=correct.item() / trained,
-                val_loss=val.loss if val else None,
-                val_accuracy=val.accuracy if val else None,
-                lr=lr,
-                epoch_time=time.perf_counter() - epoch_start,
-                images_per_second=trained / train_time,
-                val_tta=val is not None and val.tta,
-            )
-        )
-        if checkpoint_path is not None:
-            run.save(checkpoint_path)
-        if on_epoch_end is not None:
-            on_epoch_end(run.history[-1])
-        if run.patience_exhausted():
-            stopped_early = True
-            break
+        _finite(val.loss, "validation", epoch)
+    return EpochStats(
+        epoch=epoch,
+        train_loss=train_loss,
+        train_accuracy=correct.item() / setup.trained,
+        val_loss=val.loss if val else None,
+        val_accuracy=val.accuracy if val else None,
+        lr=lr,
+        epoch_time=time.perf_counter() - epoch_start,
+        images_per_second=setup.trained / train_time,
+        val_tta=val is not None and val.tta,
+    )
+
+
+def _finish(run: _RunState, setup: _EpochSetup, stopped_early: bool, start: float) -> TrainResult:
+    """The run's result, its model holding the best weights when early stopping kept them."""
     if run.best_weights is not None:
-        model.load_state_dict(run.best_weights)
+        run.model.load_state_dict(run.best_weights)
     if not run.history:  # resumed from a checkpoint of a run that had already finished
-        raise ValueError(f"nothing to train: the checkpoint already holds {config.epochs} epochs")
+        raise ValueError(
+            f"nothing to train: the checkpoint already holds {run.config.epochs} epochs"
+        )
     return TrainResult(
-        model=model,
+        model=run.model,
         history=run.history,
         best_epoch=run.best_epoch or len(run.history),
         stopped_early=stopped_early,
         wall_time=time.perf_counter() - start,
-        device=str(device),
-        images_dropped_per_epoch=len(labels) - trained,
-        precision=precision,
+        device=str(setup.device),
+        images_dropped_per_epoch=len(setup.labels) - setup.trained,
+        precision=setup.precision,
     )
 
 

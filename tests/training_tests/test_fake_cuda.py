@@ -456,7 +456,7 @@ def test_training_and_validation_run_on_cuda(emulated, model, optimizer):
     assert f"aten._fused_{optimizer}_.default" in emulated.ops, "the fused CUDA step ran"
 
 
-_SETUP_COPIES = ("build_model", "train", "normalize")
+_SETUP_COPIES = ("build_model", "_epoch_setup", "normalize")
 
 
 def test_a_training_step_syncs_with_the_host_only_for_its_loss_check(emulated, monkeypatch):
@@ -473,7 +473,9 @@ def test_a_training_step_syncs_with_the_host_only_for_its_loss_check(emulated, m
     moved = {Sync("copy to the GPU", f"training/_trainer.py:{f}") for f in _SETUP_COPIES}
     assert set(steps[0]) == moved
     assert steps[1:4] == [[check], [], [check]], "one sync per _FINITE_CHECK_EVERY steps"
-    assert steps[4] == [Sync(item, "training/_trainer.py:train")] * 2, "the epoch's loss, accuracy"
+    assert steps[4] == [Sync(item, "training/_trainer.py:_train_and_validate")] * 2, (
+        "the epoch's loss, accuracy"
+    )
 
 
 def _rounds(policy: object) -> int:
