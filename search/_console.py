@@ -56,12 +56,6 @@ def format_test_report(result: EvalResult, classes: Sequence[str] = CIFAR10_SHOR
     return "\n".join(lines)
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Transitional (issue 21): print a one-line error and exit; being replaced by UsageError."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
 # What a command's `main` reports in one line (the library's own errors, raised deep in a
 # call); anything else is a bug and keeps its traceback.
 USAGE_ERRORS = (UsageError, DataError, OutputError)
