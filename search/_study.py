@@ -174,6 +174,12 @@ def _open_error(exc: Exception, url: str, connect_url: str) -> StudyError:
         )
     if isinstance(exc, sqlalchemy.exc.OperationalError):
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        if "disk is full" in reason:  # SQLite's words: the machine lacks room (exit 1)
+            return StudyError(
+                f"cannot write to the study database {redact(url)}: {reason}; free space there "
+                "and run the same command again",
+                code=1,
+            )
         return StudyError(f"cannot reach storage {redact(url)!r}: {_scrub(reason, url)}")
     if isinstance(exc, RuntimeError):
         text = str(exc)

@@ -298,3 +298,12 @@ def test_a_search_refused_after_reading_the_data_writes_no_cache(tmp_path, data_
     assert done.returncode == 2
     assert "train_size 60000 is out of range" in one_error_line(done.stderr)
     assert not cache.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_study_database_on_a_full_disk_is_one_line_and_exit_1(full_disk, data_root):
+    """Issue 25: the database cannot be made on a full disk; exit 1, as every full disk."""
+    done = run_search("--studies-dir", str(full_disk), "--data", str(data_root))
+    assert done.returncode == 1, done.stderr[-2000:]
+    line = one_error_line(done.stderr)
+    assert "cannot write to the study database" in line and "free space there" in line, line
