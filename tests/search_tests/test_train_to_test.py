@@ -146,7 +146,7 @@ def test_fold_models_are_scored_on_their_held_out_fold_in_their_precision(
     images = torch.randint(0, 256, (60, 3, 32, 32), dtype=torch.uint8, generator=generator)
     train_set = LabeledImages(images, torch.arange(60) % 10)
     recipe = TrainConfig(model="cnn_basic", epochs=1, batch_size=32, precision="bf16")
-    _density._train_folds(tmp_path, recipe, train_set, 2, 0, {"fingerprint": "x"})
+    _density._train_folds(tmp_path, recipe, train_set, 2, 0)
     assert autocasts.of("_train_epoch") == {BF16} and autocasts.of("evaluate") == {BF16}
     for fold in range(2):
         raw = json.loads((_density.fold_folder(tmp_path, fold) / "config.json").read_text())
