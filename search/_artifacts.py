@@ -20,7 +20,14 @@ import torch
 from torch import nn
 
 from models import create_model
-from training import OutputError, TrainConfig, atomic_write, atomic_write_json, build_model
+from training import (
+    OutputError,
+    TrainConfig,
+    atomic_write,
+    atomic_write_json,
+    build_model,
+    new_folder,
+)
 
 from ._errors import UsageError
 
@@ -51,16 +58,16 @@ def save_run(
     """
     folder = Path(folder)
     weights = folder / WEIGHTS
-    written = False
+    recorded = {TRAIN_CONFIG: config.to_dict(), **({PRECISION: precision} if precision else {})}
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(weights, lambda tmp: torch.save(model.state_dict(), tmp))
-        written = True
-        recorded = {TRAIN_CONFIG: config.to_dict(), **({PRECISION: precision} if precision else {})}
-        atomic_write_json(folder / CONFIG, {**recorded, **extra})
+        with new_folder(folder):  # a folder made here goes again when a write fails
+            atomic_write(weights, lambda tmp: torch.save(model.state_dict(), tmp))
+            try:
+                atomic_write_json(folder / CONFIG, {**recorded, **extra})
+            except BaseException:  # weights without their config.json: a run nobody can load
+                weights.unlink(missing_ok=True)
+                raise
     except (OSError, RuntimeError) as exc:  # torch.save reports write errors as RuntimeError
-        if written:  # weights without their config.json would be a run nobody can load
-            weights.unlink(missing_ok=True)
         if isinstance(exc, OutputError):
             raise
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -77,12 +84,13 @@ _STATE_COPIES = 3
 _MARGIN_BYTES = 16 << 20
 
 
-def run_bytes(config: TrainConfig) -> int:
-    """About what a run of `config` writes: its weights, its training state and a margin."""
+def run_bytes(config: TrainConfig, *, state: bool = True) -> int:
+    """About what a run of `config` writes: its weights, its training state (unless `state` is
+    false: a run that keeps none) and a margin."""
     with torch.device("meta"):  # the shapes only: nothing is allocated or initialised
         model = create_model(config.model, **config.model_kwargs)
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return (1 + _STATE_COPIES) * weights + _MARGIN_BYTES
+    return (1 + (_STATE_COPIES if state else 0)) * weights + _MARGIN_BYTES
 
 
 def remove_run(folder: str | Path) -> None:

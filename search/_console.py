@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -120,6 +121,48 @@ def plain_name(text: str) -> str:
     return text
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a number that is finite (no inf or nan, which no range check stops:
+    every comparison with nan is false)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def path_option(text: str) -> Path:
+    """An argparse type: a path that is not empty (Path('') would be the working folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got ''")
+    return Path(text)
+
+
+def device_option(text: str):
+    """An argparse type: a torch.device this machine has (`training.resolve_device`: auto,
+    cpu, cuda or cuda:N of its GPUs)."""
+    from training import resolve_device
+
+    try:
+        return resolve_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def policy_option(text: str) -> str:
+    """An argparse type: an AutoAugment policy name or a policy JSON file that loads (a file
+    too big, not UTF-8, nested too deep or not a policy is refused naming the file)."""
+    from augment import load_policy
+
+    try:
+        load_policy(text)
+    except (ValueError, OSError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
@@ -170,7 +213,9 @@ def add_data_options(
             + (f" (default: {val_size_default[1]})" if val_size_default[1] else ""),
         )
     if device:
-        parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
+        parser.add_argument(
+            "--device", type=device_option, default="auto", help="cuda, cuda:N, cpu or auto"
+        )
 
 
 def add_precision_option(
@@ -206,7 +251,7 @@ def add_study_options(parser: argparse.ArgumentParser, *, out_alias: bool = Fals
     parser.add_argument(
         *names,
         dest="studies_dir",
-        type=Path,
+        type=path_option,
         default=STUDIES_DIR,
         help="folder holding study databases and outputs",
     )

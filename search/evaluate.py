@@ -16,7 +16,6 @@ from training import (
     effective_precision,
     evaluate,
     load_cifar10,
-    resolve_device,
 )
 
 from ._artifacts import load_model, trained_precision
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         with as_usage_errors(ValueError):
-            device = resolve_device(args.device)
+            device = args.device
             model, config = load_model(args.target, device)
             precision = _precision(args.precision, args.target, config, device)
             test = load_cifar10(args.data, "test")

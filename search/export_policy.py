@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from training import atomic_write, check_output_file
+from training import OutputError, atomic_write, check_output_file, new_folder
 
 from ._console import (
     USAGE_ERRORS,
@@ -23,6 +23,8 @@ from ._console import (
     as_usage_errors,
     error_exit,
     open_study_from_args,
+    path_option,
+    positive_int,
 )
 from ._errors import UsageError
 from ._space import get_space
@@ -71,16 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_study_options(parser)
-    parser.add_argument("-o", "--output", type=Path, required=True, help="policy JSON to write")
-    parser.add_argument("--count", type=int, default=25, help="sub-policies in the export")
+    parser.add_argument(
+        "-o", "--output", type=path_option, required=True, help="policy JSON to write"
+    )
+    parser.add_argument("--count", type=positive_int, default=25, help="sub-policies in the export")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        if args.count < 1:
-            raise UsageError(f"--count {args.count} is invalid; expected a whole number >= 1")
         output = check_output_file(args.output, "-o")  # before the study is read
         study, _, _ = open_study_from_args(args)
         with as_usage_errors(ValueError):
@@ -97,13 +99,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_policy(path: Path, sub_policies: list, shown: Path) -> None:
-    """Write `sub_policies` as one policy JSON at `path`, atomically, making its folder; a
-    failure names the path as the user gave it (`shown`)."""
+    """Write `sub_policies` as one policy JSON at `path`, atomically, making its folder (removed
+    again when the write fails); a failure names the path as the user gave it (`shown`)."""
     from augment import Policy, save_policy
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: save_policy(Policy(tuple(sub_policies)), tmp))
+        with new_folder(path.parent):
+            atomic_write(path, lambda tmp: save_policy(Policy(tuple(sub_policies)), tmp))
+    except OutputError:
+        raise  # a full disk: exit 1, as every command
     except OSError as exc:
         raise UsageError(f"cannot write {shown}: {exc.strerror or exc}") from None
 

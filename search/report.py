@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from training import atomic_write, check_output_file
+from training import OutputError, atomic_write, check_output_file, new_folder
 
 from ._console import (
     USAGE_ERRORS,
@@ -22,6 +22,7 @@ from ._console import (
     add_study_options,
     error_exit,
     open_study_from_args,
+    path_option,
 )
 from ._errors import UsageError
 from ._figures import Section, study_figures
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=path_option,
         default=None,
         help=f"HTML file to write (default: STUDIES_DIR/STUDY/{REPORT_NAME})",
     )
@@ -234,9 +235,10 @@ def report_html(study: Any, storage_url: str) -> str:
 
 
 def write_report(path: Path, page: str) -> None:
-    """Write `page` to `path` atomically (a reader never sees half a report), making its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    """Write `page` to `path` atomically (a reader never sees half a report), making its folder
+    (removed again when the write fails)."""
+    with new_folder(path.parent):
+        atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -254,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         page = report_html(study, url)
         try:
             write_report(path, page)
+        except OutputError:
+            raise  # a full disk: exit 1, as every command
         except OSError as exc:
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
         print(path)

@@ -34,7 +34,6 @@ from training import (
     evaluate,
     load_cifar10,
     locate_cifar10,
-    resolve_device,
     resolve_policy,
     train,
     train_val_split,
@@ -51,7 +50,11 @@ from ._console import (
     error_exit,
     format_epoch,
     format_test_report,
+    nonnegative_int,
     open_study_from_args,
+    path_option,
+    policy_option,
+    positive_int,
     seed_value,
 )
 from ._errors import UsageError
@@ -77,18 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_options(parser)
     parser.add_argument(
         "--trial",
-        type=int,
+        type=nonnegative_int,
         default=None,
         help="trial number to retrain (default: the best complete trial)",
     )
     parser.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         default=None,
         help="epochs (default: the space's full length, 125 for cnn_reg)",
     )
     parser.add_argument(
         "--policy",
+        type=policy_option,
         default=None,
         help="replace the trial's AutoAugment policy: 'cifar10' or a JSON file",
     )
@@ -106,13 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--patience",
-        type=int,
+        type=positive_int,
         default=None,
         help="early stopping on validation loss (default: off)",
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=path_option,
         default=None,
         help="output folder (default: studies/STUDY/retrain-TIME/)",
     )
@@ -164,8 +168,6 @@ def main(argv: list[str] | None = None) -> None:
 def resolve_retrain(args: argparse.Namespace) -> RetrainJob:
     """The trial, its configuration at full length, the device and the output folder, each
     checked (UsageError in one line) before anything is written."""
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError(f"--epochs {args.epochs} is invalid; expected a whole number >= 1")
     study, _, url = open_study_from_args(args)
     try:
         trial = _pick_trial(study, args.trial)
@@ -174,7 +176,7 @@ def resolve_retrain(args: argparse.Namespace) -> RetrainJob:
             resolve_policy(config.policy)  # a bad policy file fails here, before any output
         if config.patience and args.full_train:
             raise ValueError("--patience needs the validation split; drop --full-train")
-        device = resolve_device(args.device)
+        device = args.device
         # "auto" resolved as the search's trials resolve it; a precision this device lacks
         # fails here, in one line.
         precision = effective_precision(config.precision, device)

@@ -25,17 +25,16 @@ from training import (
     TrainConfig,
     TrainResult,
     build_model,
+    check_free_space,
     check_output_dir,
     effective_precision,
     evaluate,
     load_cifar10,
-    resolve_device,
-    resolve_policy,
     train,
     train_val_split,
 )
 
-from ._artifacts import save_run
+from ._artifacts import run_bytes, save_run
 from ._console import (
     EPOCH_HEADER,
     USAGE_ERRORS,
@@ -44,8 +43,13 @@ from ._console import (
     add_precision_option,
     as_usage_errors,
     error_exit,
+    finite_float,
     format_epoch,
     format_test_report,
+    nonnegative_int,
+    path_option,
+    policy_option,
+    positive_int,
     seed_value,
 )
 from ._errors import UsageError
@@ -54,12 +58,12 @@ RECIPES = {"default": TrainConfig(), "report": REPORT_RECIPE}
 
 
 def floats(text: str) -> tuple[float, ...]:
-    """'0.6,0.8' -> (0.6, 0.8)."""
+    """'0.6,0.8' -> (0.6, 0.8), each finite."""
     try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
+        return tuple(finite_float(part) for part in text.split(",") if part.strip())
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
+            f"expected comma-separated finite numbers, got {text!r}"
         ) from None
 
 
@@ -75,11 +79,11 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_optimizer_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     g.add_argument("--model", help=f"model name from the registry (default: {d.model})")
-    g.add_argument("--epochs", type=int, help=f"epochs to train (default: {d.epochs})")
-    g.add_argument("--batch-size", type=int, help=f"batch size (default: {d.batch_size})")
+    g.add_argument("--epochs", type=positive_int, help=f"epochs to train (default: {d.epochs})")
+    g.add_argument("--batch-size", type=positive_int, help=f"batch size (default: {d.batch_size})")
     g.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"default: {d.optimizer}")
-    g.add_argument("--lr", type=float, help=f"initial learning rate (default: {d.lr})")
-    g.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
+    g.add_argument("--lr", type=finite_float, help=f"initial learning rate (default: {d.lr})")
+    g.add_argument("--momentum", type=finite_float, help=f"SGD momentum (default: {d.momentum})")
     g.add_argument(
         "--nesterov",
         action=argparse.BooleanOptionalAction,
@@ -87,7 +91,7 @@ def _add_optimizer_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     )
     g.add_argument(
         "--weight-decay",
-        type=float,
+        type=finite_float,
         help="L2 coefficient for adam and sgd; for adamw the decoupled decay (weights shrink by "
         f"lr x this each step) (default: {d.weight_decay})",
     )
@@ -104,7 +108,7 @@ def _add_schedule_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     )
     g.add_argument(
         "--warmup",
-        type=float,
+        type=finite_float,
         metavar="FRACTION",
         help="linear learning-rate warmup over this fraction of the run's steps, per batch, "
         f"for every schedule, e.g. 0.1; 0 = none (default: {d.warmup})",
@@ -115,11 +119,11 @@ def _add_schedule_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
         help="MultiStepLR milestones as fractions of the run, e.g. 0.6,0.8 = epochs "
         f"75,100 of 125 (default: {','.join(map(str, d.milestones))})",
     )
-    g.add_argument("--gamma", type=float, help=f"MultiStepLR factor (default: {d.gamma})")
+    g.add_argument("--gamma", type=finite_float, help=f"MultiStepLR factor (default: {d.gamma})")
 
 
 def _add_augment_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
-    g.add_argument("--label-smoothing", type=float, help=f"default: {d.label_smoothing}")
+    g.add_argument("--label-smoothing", type=finite_float, help=f"default: {d.label_smoothing}")
     g.add_argument(
         "--dropout",
         type=floats,
@@ -127,7 +131,7 @@ def _add_augment_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     )
     g.add_argument(
         "--crop-padding",
-        type=int,
+        type=nonnegative_int,
         help=f"random-crop padding in pixels, 0 = off (default: {d.crop_padding})",
     )
     g.add_argument(
@@ -137,16 +141,20 @@ def _add_augment_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     )
     g.add_argument(
         "--rotation",
-        type=float,
+        type=finite_float,
         help=f"random rotation, max degrees either way, 0 = off (default: {d.rotation})",
     )
-    g.add_argument("--cutout", type=int, help=f"Cutout square side, 0 = off (default: {d.cutout})")
     g.add_argument(
-        "--policy", help="AutoAugment policy: 'cifar10' or a policy JSON file (default: none)"
+        "--cutout", type=nonnegative_int, help=f"Cutout square side, 0 = off (default: {d.cutout})"
+    )
+    g.add_argument(
+        "--policy",
+        type=policy_option,
+        help="AutoAugment policy: 'cifar10' or a policy JSON file (default: none)",
     )
     g.add_argument(
         "--patience",
-        type=int,
+        type=positive_int,
         help="early stopping on validation loss after this many epochs without "
         "improvement, restoring the best weights (default: off)",
     )
@@ -206,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--save",
-        type=Path,
+        type=path_option,
         default=None,
         help="write the final weights (state dict) and config.json to this folder",
     )
@@ -240,15 +248,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def resolve_run(args: argparse.Namespace) -> TrainRun:
-    """Everything that can be wrong, checked before anything is printed or trained: the whole
-    configuration (model included), the device, the output folder, then the data."""
+    """Everything that can be wrong, checked before anything is printed or trained (each option
+    alone by its parser type: finite numbers, whole-number ranges, the device, the policy file):
+    the whole configuration (model included), the precision, the output folder, then the data."""
     with as_usage_errors(ValueError, OSError):
         config = config_from_args(args, RECIPES[args.recipe])
-        resolve_policy(config.policy)  # a bad policy file fails here, before any training
         _check_model(config)
-        device = resolve_device(args.device)
+        device = args.device
         precision = effective_precision(config.precision, device)  # one it lacks: fails now
-        save = check_output_dir(args.save, "--save") if args.save is not None else None
+        save = _check_save(args.save, config)
         data = load_cifar10(args.data, "train")
         test = None if args.no_test else load_cifar10(args.data, "test")
         train_set, val_set = train_val_split(data, args.val_size, config.seed, args.train_size)
@@ -329,6 +337,16 @@ def finish_run(run: TrainRun, result: TrainResult) -> None:
     sys.stdout.flush()
     if not_saved is not None:
         raise UsageError(f"{not_saved}; the model was not saved", code=1)
+
+
+def _check_save(save: Path | None, config: TrainConfig) -> Path | None:
+    """The --save folder, checked writable and with room for the run's weights (the run keeps
+    no training state), or None."""
+    if save is None:
+        return None
+    folder = check_output_dir(save, "--save")
+    check_free_space(folder, run_bytes(config, state=False), "--save", "weights and config.json")
+    return folder
 
 
 def _check_model(config: TrainConfig) -> None:

@@ -36,6 +36,7 @@ from ._io import (
     check_free_space,
     check_output_dir,
     check_output_file,
+    new_folder,
 )
 from ._trainer import (
     EpochStats,
@@ -91,6 +92,7 @@ __all__ = [
     "learning_rate",
     "load_cifar10",
     "locate_cifar10",
+    "new_folder",
     "resolve_device",
     "resolve_policy",
     "resolve_precision",

@@ -8,7 +8,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,31 @@ def _disk_full(exc: Exception, folder: Path) -> bool:
         return False
 
 
+@contextmanager
+def new_folder(folder: str | Path) -> Iterator[Path]:
+    """Make `folder` (and its missing parents) for the block that fills it; when the block
+    raises, remove again, if still empty, each folder made here: a write that failed (a full
+    disk) leaves no new empty folder behind."""
+    folder = Path(folder)
+    made = []  # the deepest first
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        made.append(probe)
+        probe = probe.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+    except BaseException:
+        for path in made:
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                continue  # the mkdir failed before it
+            except OSError:
+                break  # not empty: it, and every folder above it, stay
+        raise
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """`text` into `path`, atomically (see `atomic_write`)."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -82,9 +108,12 @@ def check_output_dir(folder: str | Path, option: str) -> Path:
     return folder
 
 
-def check_free_space(folder: str | Path, need_bytes: int, option: str) -> None:
+def check_free_space(
+    folder: str | Path, need_bytes: int, option: str, what: str = "weights and training state"
+) -> None:
     """Raise OutputError (ENOSPC) unless the disk that `folder` is (or will be made) on has
-    `need_bytes` free, so a run that could not save its result fails before it trains."""
+    `need_bytes` free, so a run that could not save its result fails before it trains; `what`
+    says in the error what the run writes there."""
     probe = Path(folder).absolute()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -96,7 +125,7 @@ def check_free_space(folder: str | Path, need_bytes: int, option: str) -> None:
         raise OutputError(
             errno.ENOSPC,
             f"{option} {folder}: {_mib(free)} free on its disk, and the run writes about "
-            f"{_mib(need_bytes)} (weights and training state); expected at least that much free",
+            f"{_mib(need_bytes)} ({what}); expected at least that much free",
         )
 
 

@@ -107,6 +107,30 @@ def real_study(data_root, tmp_path_factory) -> RealStudy:
     return real
 
 
+@pytest.fixture
+def one_trial_study(tmp_path) -> str:
+    """A study of the cnn_reg space holding one COMPLETE trial; its storage URL."""
+    return make_one_trial_study(tmp_path / "study.db")
+
+
+def make_one_trial_study(path: Path) -> str:
+    import optuna
+
+    from search import get_space
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    url = f"sqlite:///{path}"
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.set_user_attr("space", "cnn_reg")
+    study.set_user_attr("val_size", 500)
+    trial = study.ask()
+    get_space("cnn_reg").suggest(trial)
+    study.tell(trial, 0.5)
+    storage.engine.dispose()  # no connection left open: the folder can be remounted
+    return url
+
+
 def free_port() -> int:
     """A TCP port nobody on 127.0.0.1 listens on right now."""
     with socket.socket() as sock:

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from conftest import make_one_trial_study
 
 from search import _trainable, get_space
 from search import export_policy as export_policy_cli
@@ -107,26 +108,6 @@ def test_train_save_writes_one_run_that_loads(tmp_path, data_root, capsys):
 
 
 # --- search.retrain -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def one_trial_study(tmp_path) -> str:
-    """A study of the cnn_reg space holding one COMPLETE trial; its storage URL."""
-    return make_one_trial_study(tmp_path / "study.db")
-
-
-def make_one_trial_study(path: Path) -> str:
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    url = f"sqlite:///{path}"
-    storage = optuna.storages.RDBStorage(url)
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
-    study.set_user_attr("space", "cnn_reg")
-    study.set_user_attr("val_size", 500)
-    trial = study.ask()
-    get_space("cnn_reg").suggest(trial)
-    study.tell(trial, 0.5)
-    storage.engine.dispose()  # no connection left open: the folder can be remounted
-    return url
 
 
 def test_retrain_out_checked_before_training(one_trial_study, unwritable, data_root, capsys):
@@ -250,6 +231,33 @@ def test_retrain_on_a_disk_without_room_for_its_weights_fails_before_reading(
     assert not out.exists()
 
 
+def test_train_save_on_a_disk_without_room_for_its_weights_fails_before_reading(
+    small_disk, tmp_path, capsys
+):
+    """Issue 25: --save on a disk too small for the run's weights is one line and exit 1, before
+    the data is read (it is missing here), anything is trained or the folder is made."""
+    save = small_disk / "run"
+    with pytest.raises(SystemExit) as exited:
+        train_cli.main([*QUICK, "--data", str(tmp_path / "no-data"), "--save", str(save)])
+    assert exited.value.code == 1
+    line = one_error(capsys)
+    assert line.startswith(f"error: --save {save}: ") and "MiB free on its disk" in line, line
+    assert "(weights and config.json); expected at least that much free" in line
+    assert files_under(small_disk) == []
+
+
+def test_report_on_a_full_disk_leaves_no_folder(full_disk, one_trial_study, capsys):
+    """Issue 25: a report that cannot be written is one line and exit 1, and the folder the
+    command made for it is removed again: a failed command writes nothing."""
+    output = full_disk / "new" / "deeper" / "r.html"
+    with pytest.raises(SystemExit) as exited:
+        report_cli.main(["--study", "s", "--storage", one_trial_study, "-o", str(output)])
+    assert exited.value.code == 1
+    line = one_error(capsys)
+    assert line == f"error: disk full: no space left on device writing {output}", line
+    assert files_under(full_disk) == ["filler"]
+
+
 # --- one writer, one schema, one reader ---------------------------------------------------------
 
 
@@ -308,7 +316,7 @@ def test_save_run_on_a_full_disk_leaves_nothing(full_disk):
         save_run(folder, build_model(config, torch.device("cpu")), config)
     assert raised.value.errno == errno.ENOSPC
     assert str(raised.value) == f"disk full: no space left on device writing {folder}/weights.pt"
-    assert [p for p in files_under(full_disk) if p != "filler" and (full_disk / p).is_file()] == []
+    assert files_under(full_disk) == ["filler"], "no file, and no folder made for them"
 
 
 def test_save_run_into_an_unwritable_place(unwritable):

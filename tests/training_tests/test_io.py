@@ -17,6 +17,7 @@ from training import (
     atomic_write_json,
     check_output_dir,
     check_output_file,
+    new_folder,
 )
 
 
@@ -125,3 +126,16 @@ def test_check_output_file_refuses_a_folder_and_a_path_under_a_file(tmp_path):
     with pytest.raises(OutputError, match=r"cannot be made: .*a_file is a file"):
         check_output_file(tmp_path / "a_file" / "p.json", "-o")
     assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
+
+
+def test_new_folder_removes_what_it_made_when_the_write_fails(tmp_path):
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(OSError), new_folder(tmp_path / "kept" / "a" / "b") as folder:
+        assert folder.is_dir()
+        raise OSError(errno.ENOSPC, "no space left on device")
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and not any(
+        (tmp_path / "kept").iterdir()
+    )
+    with new_folder(tmp_path / "kept" / "a") as folder:
+        (folder / "file").write_text("x")
+    assert (tmp_path / "kept" / "a" / "file").read_text() == "x"
