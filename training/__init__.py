@@ -5,6 +5,7 @@ It imports nothing from Ray or Optuna; searches drive it through `train(..., on_
 
 from __future__ import annotations
 
+from ._checkpoint import CheckpointPolicy
 from ._config import (
     OPTIMIZERS,
     PRECISIONS,
@@ -58,6 +59,7 @@ from ._trainer import (
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_SHORT_NAMES",
+    "CheckpointPolicy",
     "CifarFiles",
     "DATA_ENV",
     "DataError",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from torch import nn
 from augment import Policy, build_batch_augment, load_policy
 from models import create_model
 
+from ._checkpoint import CheckpointPolicy
 from ._config import OPTIMIZERS, PRECISIONS, TrainConfig, learning_rate
 from ._data import LabeledImages
 from ._io import atomic_write
@@ -251,6 +253,8 @@ def train(
     on_batch_end: Callable[[int, int], None] | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
+    checkpoint_policy: CheckpointPolicy | None = None,
+    on_resume: Callable[[list[EpochStats]], None] | None = None,
 ) -> TrainResult:
     """Train `config.model` on `train_set`, validating on `val_set` after every epoch.
 
@@ -258,8 +262,13 @@ def train(
     progress bar; it costs nothing when not given).
 
     `checkpoint_path` gets the full state (weights, optimizer, random generators, history, global
-    step) after every epoch; with `resume=True` the run continues from it, exactly as if it had
-    not stopped.
+    step, and the configuration) after the epochs `checkpoint_policy` says are due (None:
+    `CheckpointPolicy()`, after every epoch, the last included); each save is timed, for the
+    policy's budget. With `resume=True` the run continues from that file, when there is one,
+    exactly as if it had not stopped after the epoch saved last; a file that is not such a
+    checkpoint, or one saved by a run of another configuration, is a ValueError.
+    `on_resume(history)` is called once, right after a resume, with the restored epochs' stats
+    in order, before training continues (a search replays them as the run's earlier results).
     """
     device = resolve_device(device)
     _check_trainable(config, train_set, val_set)
@@ -272,19 +281,44 @@ def train(
     run = _new_run_state(config, model, device, precision)
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         run.load(checkpoint_path, device)
+        if on_resume is not None:
+            on_resume(list(run.history))
     setup = _epoch_setup(config, model, augment, train_set, val_set, device, precision)
 
+    saver = _Saver(checkpoint_path, checkpoint_policy or CheckpointPolicy(), config.epochs)
     stopped_early = False
     for epoch in range(run.epochs_done + 1, config.epochs + 1):
         run.end_epoch(_train_and_validate(run, setup, epoch, on_batch_end))
-        if checkpoint_path is not None:
-            run.save(checkpoint_path)
+        saver.after_epoch(run, epoch)
         if on_epoch_end is not None:
             on_epoch_end(run.history[-1])
         if run.patience_exhausted():
             stopped_early = True
             break
     return _finish(run, setup, stopped_early, start)
+
+
+@dataclass
+class _Saver:
+    """Writes a run's checkpoint after the epochs `policy` says are due, timing each save for it."""
+
+    path: str | Path | None
+    policy: CheckpointPolicy
+    last_epoch: int
+    # When the last save ended (at first: when training started), and how long it took.
+    saved_at: float = field(default_factory=time.perf_counter)
+    cost: float = 0.0
+
+    def after_epoch(self, run: _RunState, epoch: int) -> None:
+        if self.path is None:
+            return
+        since = time.perf_counter() - self.saved_at
+        if not self.policy.due(epoch, self.last_epoch, since, self.cost):
+            return
+        start = time.perf_counter()
+        run.save(self.path)
+        self.saved_at = time.perf_counter()
+        self.cost = self.saved_at - start
 
 
 def _check_trainable(
@@ -598,6 +632,7 @@ class _RunState:
             "best_epoch": self.best_epoch,
             "bad": self.bad_epochs,
             "step": self.step,
+            "config": _plain_config(self.config),
         }
         if self.best_weights is not None:
             state["best_model"] = self.best_weights
@@ -610,15 +645,21 @@ class _RunState:
         atomic_write(path, lambda tmp: torch.save(state, tmp))
 
     def load(self, path: str | Path, device: torch.device) -> None:
-        """Continue from the state `save` wrote (of this version of the trainer); ValueError,
-        naming the file, for anything else (a truncated or foreign file)."""
+        """Continue from the state `save` wrote (of this version of the trainer) for a run of
+        this configuration; ValueError, naming the file, for anything else (a truncated or
+        foreign file, or a checkpoint of another configuration or with none stored)."""
         try:
-            self._restore(torch.load(path, map_location=device, weights_only=True), device)
+            state = torch.load(path, map_location=device, weights_only=True)
+            stored = state.get("config")
         except Exception as exc:
-            raise ValueError(
-                f"cannot resume from {path} ({type(exc).__name__}); expected the checkpoint an "
-                "interrupted run of this trainer saved"
-            ) from None
+            raise _refusal(path, type(exc).__name__) from None
+        if stored != _plain_config(self.config):
+            why = _config_differences(stored, self.config)
+            raise _refusal(path, f"a checkpoint from another configuration: {why}", "it")
+        try:
+            self._restore(state, device)
+        except Exception as exc:
+            raise _refusal(path, type(exc).__name__) from None
 
     def _restore(self, state: dict[str, Any], device: torch.device) -> None:
         self.model.load_state_dict(state["model"])
@@ -633,6 +674,31 @@ class _RunState:
         self.best_weights = state.get("best_model")
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+
+
+def _refusal(path: str | Path, why: str, run: str = "this trainer") -> ValueError:
+    """The one error of a file `_RunState.load` cannot continue from."""
+    return ValueError(
+        f"cannot resume from {path} ({why}); expected the checkpoint an interrupted run of "
+        f"{run} saved"
+    )
+
+
+def _plain_config(config: TrainConfig) -> dict[str, Any]:
+    """`config` as a checkpoint stores it: JSON's types only (lists, not tuples), so that
+    `torch.load(weights_only=True)` reads it and a stored one compares equal to a run's."""
+    return json.loads(json.dumps(config.to_dict()))
+
+
+def _config_differences(stored: Any, config: TrainConfig) -> str:
+    """What a checkpoint's stored configuration has that `config` has not, in a few words."""
+    if not isinstance(stored, dict):
+        return "it holds none, as checkpoints before configurations were stored"
+    ours = _plain_config(config)
+    names = sorted(
+        map(str, {k for k in stored.keys() | ours.keys() if stored.get(k) != ours.get(k)})
+    )
+    return f"its {', '.join(names)} differ" + ("s" if len(names) == 1 else "")
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from torch import nn
 import training._trainer as trainer_module
 from models import _registry
 from training import (
+    CheckpointPolicy,
     LabeledImages,
     NonFiniteLossError,
     TrainConfig,
@@ -163,7 +164,10 @@ def test_early_stopping_does_not_stop_while_validation_improves():
     assert len(result.history) == 4 and result.best_epoch == 4
 
 
-def _train_interrupted_then_resumed(config, train_set, val_set, path, stop_at):
+def _train_interrupted_then_resumed(config, train_set, val_set, path, stop_at, **options):
+    """The run stopped by an exception after epoch `stop_at`, then resumed; `options` (such as
+    checkpoint_policy, on_resume, on_epoch_end) go to the resumed run, the policy to both."""
+
     class Interrupt(Exception):
         pass
 
@@ -171,9 +175,20 @@ def _train_interrupted_then_resumed(config, train_set, val_set, path, stop_at):
         if stats.epoch == stop_at:
             raise Interrupt
 
+    policy = {"checkpoint_policy": options.get("checkpoint_policy")}
     with pytest.raises(Interrupt):
-        train(config, train_set, val_set, device="cpu", checkpoint_path=path, on_epoch_end=stop)
-    return train(config, train_set, val_set, device="cpu", checkpoint_path=path, resume=True)
+        train(
+            config,
+            train_set,
+            val_set,
+            device="cpu",
+            checkpoint_path=path,
+            on_epoch_end=stop,
+            **policy,
+        )
+    return train(
+        config, train_set, val_set, device="cpu", checkpoint_path=path, resume=True, **options
+    )
 
 
 def test_resume_continues_from_checkpoint(tmp_path):
@@ -217,6 +232,134 @@ def test_resume_is_exact_mid_warmup_with_dropout_and_early_stopping(tmp_path):
     for name, value in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], value), name
     assert not list(tmp_path.glob("*.tmp"))  # written through the atomic writer
+
+
+def test_resume_every_2_epochs_is_exact_and_replays_the_saved_epochs(tmp_path):
+    # What a search trial does: a checkpoint every 2 epochs, interrupted after epoch 3 (not
+    # saved), resumed from epoch 2's; cnn_reg with dropout, SGD, warmup + cosine, Cutout, TTA.
+    tiny, val = synthetic(96), synthetic(60, seed=1)
+    config = TrainConfig(
+        model="cnn_reg",
+        model_kwargs={"dropout": (0.2, 0.3, 0.4)},
+        epochs=4,
+        batch_size=32,
+        optimizer="sgd",
+        lr=0.05,
+        schedule="cosine",
+        warmup=0.3,
+        label_smoothing=0.1,
+        cutout=8,
+        tta=True,
+    )
+    full = train(config, tiny, val, device="cpu")
+    replayed, seen = [], []
+    resumed = _train_interrupted_then_resumed(
+        config,
+        tiny,
+        val,
+        tmp_path / "state.pt",
+        3,
+        checkpoint_policy=CheckpointPolicy(every=2),
+        on_resume=replayed.append,
+        on_epoch_end=seen.append,
+    )
+    assert len(replayed) == 1 and [s.epoch for s in replayed[0]] == [1, 2]
+    assert [s.epoch for s in seen] == [3, 4]  # epoch 3 trained again, from epoch 2's state
+    assert replayed[0] == resumed.history[:2]
+    # Timings differ between runs; everything the run learned is the same.
+    learned = [
+        (s.train_loss, s.train_accuracy, s.val_loss, s.val_accuracy, s.lr) for s in full.history
+    ]
+    assert [
+        (s.train_loss, s.train_accuracy, s.val_loss, s.val_accuracy, s.lr) for s in resumed.history
+    ] == learned
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+    assert resumed.history[-1].val_accuracy == full.history[-1].val_accuracy
+
+
+def _saved_epochs(path):
+    return [h["epoch"] for h in torch.load(path, weights_only=True)["history"]]
+
+
+def test_checkpoint_policy_decides_which_epochs_are_saved(tmp_path):
+    tiny = synthetic(64)
+    config = TrainConfig(model="cnn_basic", epochs=3, batch_size=32)
+    saved = []
+
+    def after(stats):  # what the file holds when each epoch's callback runs
+        saved.append(_saved_epochs(tmp_path / "a.pt")[-1] if (tmp_path / "a.pt").exists() else 0)
+
+    policy = CheckpointPolicy(every=2, at_end=False)
+    train(
+        config,
+        tiny,
+        device="cpu",
+        checkpoint_path=tmp_path / "a.pt",
+        checkpoint_policy=policy,
+        on_epoch_end=after,
+    )
+    assert saved == [0, 2, 2]  # epoch 3, the last, is not saved: at_end=False
+    train(config, tiny, device="cpu", checkpoint_path=tmp_path / "b.pt")
+    assert _saved_epochs(tmp_path / "b.pt") == [1, 2, 3]  # the default: every epoch, the last too
+    never = CheckpointPolicy(every=0)
+    train(config, tiny, device="cpu", checkpoint_path=tmp_path / "c.pt", checkpoint_policy=never)
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_resume_without_a_checkpoint_starts_afresh_and_replays_nothing(tmp_path):
+    replayed = []
+    config = TrainConfig(model="cnn_basic", epochs=1, batch_size=32)
+    result = train(
+        config,
+        synthetic(32),
+        device="cpu",
+        checkpoint_path=tmp_path / "state.pt",
+        resume=True,
+        on_resume=replayed.append,
+    )
+    assert replayed == [] and [s.epoch for s in result.history] == [1]
+
+
+def test_checkpoint_of_another_configuration_is_refused(tmp_path):
+    tiny, state = synthetic(64), tmp_path / "state.pt"
+    # Tuples inside (dropout, an inline policy) are stored as plain lists: weights_only reads it.
+    config = TrainConfig(
+        model="cnn_reg",
+        model_kwargs={"dropout": (0.1, 0.2, 0.3)},
+        epochs=2,
+        batch_size=32,
+        policy=((("Rotate", 0.5, 3), ("Invert", 0.2, 0)),),
+    )
+    last_unsaved = CheckpointPolicy(at_end=False)  # the file keeps epoch 1 of 2
+    train(config, tiny, device="cpu", checkpoint_path=state, checkpoint_policy=last_unsaved)
+    stored = torch.load(state, weights_only=True)["config"]
+    assert stored["model_kwargs"] == {"dropout": [0.1, 0.2, 0.3]} and stored["lr"] == config.lr
+    assert stored["policy"] == [[["Rotate", 0.5, 3], ["Invert", 0.2, 0]]]
+    for other, differs in [({"lr": 2e-3}, "its lr differs"), ({"epochs": 3}, "its epochs differs")]:
+        with pytest.raises(
+            ValueError,
+            match=rf"cannot resume from .*state.pt \(a checkpoint from another configuration: "
+            rf"{differs}\); expected the checkpoint an interrupted run of it saved",
+        ):
+            train(config.replace(**other), tiny, device="cpu", checkpoint_path=state, resume=True)
+    replayed = []
+    resumed = train(
+        config, tiny, device="cpu", checkpoint_path=state, resume=True, on_resume=replayed.append
+    )
+    assert [[s.epoch for s in h] for h in replayed] == [[1]]
+    assert [s.epoch for s in resumed.history] == [1, 2]
+
+
+def test_checkpoint_that_stores_no_configuration_is_refused(tmp_path):
+    tiny, state = synthetic(64), tmp_path / "state.pt"
+    config = TrainConfig(model="cnn_basic", epochs=2, batch_size=32)
+    train(config.replace(epochs=1), tiny, device="cpu", checkpoint_path=state)
+    older = torch.load(state, weights_only=True)
+    del older["config"]  # as the trainer saved them before configurations were stored
+    torch.save(older, state)
+    with pytest.raises(ValueError, match=r"another configuration: it holds none"):
+        train(config.replace(epochs=1), tiny, device="cpu", checkpoint_path=state, resume=True)
 
 
 @pytest.fixture
