@@ -33,6 +33,9 @@ from ._errors import UsageError
 
 WEIGHTS = "weights.pt"
 CONFIG = "config.json"
+# A run's full training state (search.retrain --resume, a search trial's checkpoint); removed
+# when the run is done.
+STATE = "state.pt"
 TRAIN_CONFIG = "train_config"  # the key of config.json that holds the TrainConfig
 PRECISION = "precision"  # the key of config.json that holds the precision the run trained in
 

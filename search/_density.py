@@ -50,6 +50,7 @@ from training import LabeledImages
 
 from ._errors import UsageError
 from ._job import FoldOptions, StudySettings, conflict
+from ._resume import space_params
 from ._space import Space
 from ._study import density_record, write_density_record
 
@@ -303,8 +304,15 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
 
     The trial function Ray runs for a density space (`trial_function`); `val_set` is unused
     (the fold models' held-out folds are the scoring data) but kept so that both trial
-    functions take the same arguments.
+    functions take the same arguments. An error is its last report, as in `run_trial`. It saves
+    no checkpoint: inference only, a retry scores it again.
     """
+    from ._trainable import report_errors
+
+    report_errors(_score_trial, config, settings, train_set)
+
+
+def _score_trial(config: dict[str, Any], settings: Any, train_set: Any) -> None:
     import torch
     from ray import tune
 
@@ -315,7 +323,7 @@ def score_trial(config: dict[str, Any], *, settings: Any, train_set: Any, val_se
 
     start = time.perf_counter()
     number = int(config["trial_number"])
-    params = {k: v for k, v in config.items() if k != "trial_number"}
+    params = space_params(config)
     record = settings.folds
     trial_config = get_space(settings.space).trial_config(
         params, model=settings.model, precision=settings.precision
@@ -353,10 +361,11 @@ def _running_scores(scores: Any, number: int, start: float) -> Any:
     """Per slice scored, the trial's report: accuracy and loss over the slices so far."""
     count = correct = 0
     loss_sum = 0.0
-    for score in scores:
+    for step, score in enumerate(scores, 1):
         count, correct = count + score.count, correct + score.correct
         loss_sum += score.loss_sum
         yield {
+            "epoch": step,  # the slice: the searcher's and ASHA's step
             "val_accuracy": correct / max(count, 1),
             "val_loss": loss_sum / max(count, 1),
             "slice_accuracy": score.correct / max(score.count, 1),

@@ -20,6 +20,7 @@ from typing import Any
 from ._density import prepare_folds, trial_function
 from ._errors import UsageError
 from ._job import SearchJob
+from ._resume import waiting_retries, withdraw_waiting_retries
 from ._study import (
     count_finished,
     fail_interrupted_trials,
@@ -41,6 +42,7 @@ class SearchOutcome:
     stopped: bool = False  # Ctrl+C
     error: str | None = None  # why it ended early and what to do (the command then exits 1)
     unrecorded: tuple = ()  # TrialOutcomes of COMPLETE trials the study could not be told
+    resumed: tuple = ()  # TrialOutcomes of retries and of trials continued from a checkpoint
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,11 @@ def run_search(job: SearchJob) -> SearchOutcome:
 def _start_counting(study: Any, job: SearchJob) -> int:
     """Mark FAIL what an interrupted run left RUNNING, say where the study stands; the trials
     that count towards --trials."""
+    resume = job.resume.resume_trials
     try:
-        interrupted = fail_interrupted_trials(study)
+        interrupted = fail_interrupted_trials(study, resume=resume)
+        if not resume:
+            withdraw_waiting_retries(study)
         already = count_finished(study)
     except Exception as exc:
         if not is_storage_error(exc):
@@ -127,10 +132,16 @@ def _start_counting(study: Any, job: SearchJob) -> int:
     if interrupted:
         from ._trainable import discard_unfinished  # imports Ray: only when needed
 
-        discard_unfinished(job.output_dir, interrupted)
+        discard_unfinished(job.output_dir, interrupted, resume=resume)
         print(
             f"marked {len(interrupted)} trial(s) left RUNNING by an interrupted run as "
             "FAIL: " + ", ".join(f"#{n}" for n in interrupted)
+        )
+    retries = waiting_retries(study)
+    if retries:
+        print(
+            f"{len(retries)} interrupted trial(s) run again first, from their last checkpoints: "
+            + ", ".join(f"#{n} as #{m}" for m, n in retries)
         )
     print(
         f"study {job.study_name!r} in {redact(job.location.url)}: {already} trial(s) done, "
@@ -158,11 +169,14 @@ def _run_on_ray(
         trainable = _make_trainable(job, plan, folds)
         _say_plan(job, plan, remaining)
         tuner = _make_tuner(job, trainable, searcher, scheduler, plan, run_id, remaining, already)
-        stopped = _fit(tuner, searcher, run_id, seed, job.output_dir)
+        stopped = _fit(tuner, searcher, run_id, seed, job)
     finally:
         ray.shutdown()
     return SearchOutcome(
-        stopped=stopped, error=_search_error(searcher, job), unrecorded=tuple(searcher.unrecorded)
+        stopped=stopped,
+        error=_search_error(searcher, job),
+        unrecorded=tuple(searcher.unrecorded),
+        resumed=tuple(o for o in searcher.outcomes() if o.retry_of is not None or o.resumed_from),
     )
 
 
@@ -181,12 +195,12 @@ def _plan(job: SearchJob, remaining: int) -> SearchPlan:
 
 
 def _make_scheduler(job: SearchJob) -> Any:
-    from ._searcher import METRIC, PruningASHA
+    from ._searcher import EPOCH, METRIC, PruningASHA
 
     return PruningASHA(
         metric=METRIC,
         mode="max",
-        time_attr="training_iteration",
+        time_attr=EPOCH,
         max_t=job.settings.max_epochs,
         grace_period=job.asha.grace_period,
         reduction_factor=job.asha.reduction_factor,
@@ -207,6 +221,7 @@ def _make_searcher(job: SearchJob, scheduler: Any, run_id: str, seed: int) -> An
         scheduler=scheduler,
         trial_attrs={"run_id": run_id, "sampler_seed": seed},
         target=job.trials,
+        resume_trials=job.resume.resume_trials,
     )
 
 
@@ -224,6 +239,7 @@ def _make_trainable(job: SearchJob, plan: SearchPlan, folds: dict[str, Any] | No
         gpus_per_trial=plan.gpus_per_trial,
         model=job.settings.model,
         precision=job.settings.precision,
+        checkpoint_every=job.resume.checkpoint_every,
         folds=folds,
     )
     return tune.with_resources(
@@ -261,6 +277,7 @@ def _make_tuner(
 
     from ._progress import SearchProgress
     from ._searcher import TrialErrorRecorder
+    from ._trainable import CheckpointSweeper
 
     progress = SearchProgress(
         searcher,
@@ -285,8 +302,12 @@ def _make_tuner(
                 storage_path=str(job.output_dir / "ray"),
                 verbose=0,
                 # The recorder first: the printer prints what the searcher recorded.
-                callbacks=[TrialErrorRecorder(searcher), progress],
-                failure_config=tune.FailureConfig(max_failures=0),
+                callbacks=[
+                    TrialErrorRecorder(searcher),
+                    progress,
+                    CheckpointSweeper(job.output_dir),
+                ],
+                failure_config=tune.FailureConfig(max_failures=job.resume.max_failures),
                 checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
             ),
         )
@@ -294,7 +315,7 @@ def _make_tuner(
         raise UsageError(_write_failed(job.output_dir / "ray", exc), code=1) from None
 
 
-def _fit(tuner: Any, searcher: Any, run_id: str, seed: int, output_dir: Path) -> bool:
+def _fit(tuner: Any, searcher: Any, run_id: str, seed: int, job: SearchJob) -> bool:
     """Run the tuner with this driver's heartbeat beating; whether Ctrl+C stopped it."""
     from ._study import Heartbeat
 
@@ -308,7 +329,7 @@ def _fit(tuner: Any, searcher: Any, run_id: str, seed: int, output_dir: Path) ->
                 with ctrl_c:
                     tuner.fit()
             finally:
-                _close_trials(searcher, ctrl_c.stopped, output_dir)
+                _close_trials(searcher, ctrl_c.stopped, job)
     except Exception as exc:  # the heartbeat's first write: the database fails at once
         if not is_storage_error(exc):
             raise
@@ -320,7 +341,7 @@ def _fit(tuner: Any, searcher: Any, run_id: str, seed: int, output_dir: Path) ->
     return ctrl_c.stopped
 
 
-def _close_trials(searcher: Any, stopped: bool, output_dir: Path) -> None:
+def _close_trials(searcher: Any, stopped: bool, job: SearchJob) -> None:
     """Record what the searcher still holds: errors, and live trials Tune stopped without
     telling it (an interrupted run)."""
     searcher.stopping = stopped
@@ -328,7 +349,7 @@ def _close_trials(searcher: Any, stopped: bool, output_dir: Path) -> None:
     failed = searcher.fail_unfinished()
     from ._trainable import discard_unfinished
 
-    discard_unfinished(output_dir, failed)
+    discard_unfinished(job.output_dir, failed, resume=job.resume.resume_trials)
     if failed:
         print(
             "marked unfinished trial(s) FAIL (interrupted): "

@@ -38,6 +38,8 @@ from ._version import project_version
 
 DEFAULT_FOLDS = 5  # Fast AutoAugment's K
 DEFAULT_DRAWS = 5  # Fast AutoAugment's eval_tta: one draw per sub-policy
+# Restarts of a trial whose worker died: a lost node or a killed process, not a pattern.
+DEFAULT_MAX_FAILURES = 2
 
 
 class SettingsConflict(UsageError):
@@ -134,6 +136,15 @@ class ResourceOptions:
 
 
 @dataclass(frozen=True)
+class ResumeOptions:
+    """What becomes of trials that are interrupted (search/_resume.py)."""
+
+    checkpoint_every: int | None  # epochs between a trial's checkpoints; 0: none; None: default
+    max_failures: int  # restarts of a trial whose worker died, within one run
+    resume_trials: bool  # run again first what an interrupted run left
+
+
+@dataclass(frozen=True)
 class FoldOptions:
     """A density search's fold models: given, else the study's record, else the defaults."""
 
@@ -152,6 +163,7 @@ class SearchJob:
     settings: StudySettings
     asha: AshaOptions
     resources: ResourceOptions
+    resume: ResumeOptions
     folds: FoldOptions | None  # None: a space whose trials train
     trials: int  # trials the study should hold when done
     train_set: LabeledImages
@@ -201,6 +213,7 @@ def resolve_job(args: argparse.Namespace) -> SearchJob:
         settings=settings,
         asha=asha,
         resources=resources,
+        resume=ResumeOptions(args.checkpoint_every, args.max_failures, args.resume_trials),
         folds=folds,
         trials=args.trials,
         train_set=train_set,

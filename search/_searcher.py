@@ -10,7 +10,11 @@ error while telling a result loses it. Here:
   "not saved: ..." with all its values; it does not count towards --trials, and no new trial is
   asked for after it (the next ones would fail the same way);
 - any other end (Ctrl+C, driver shutdown) is FAIL with the reason, so the sampler learns nothing
-  false; errors are FAIL with the error text (`TrialErrorRecorder` brings it);
+  false; with `resume_trials`, such a trial gets a retry queued first (search/_resume.py);
+- errors are FAIL with the error text: the trainable reports what training raised (`error`),
+  `TrialErrorRecorder` brings what Ray says of a worker that died for good;
+- a trial Ray restarted, or a retry, reports the epochs its checkpoint restored again: each step
+  is recorded once, and `resumed_from_epoch` says how many were restored;
 - every write to the study is retried while the database fails; a COMPLETE that still cannot be
   recorded is said loudly (trial, value, weights path) and kept in `unrecorded`;
 - with a `target`, no trial is asked for once the study holds that many finished or live trials,
@@ -24,6 +28,7 @@ import logging
 import math
 import re
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +41,13 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from ._resume import (
+    CHECKPOINT_REFUSED,
+    RESUMED_FROM_EPOCH,
+    RETRY_OF,
+    control_config,
+    queue_retry,
+)
 from ._space import PROGRESS_WORDS, ProgressWords
 from ._study import (
     INTERRUPTED_REASON,
@@ -51,8 +63,10 @@ logger = logging.getLogger(__name__)
 
 TrialState = optuna.trial.TrialState
 METRIC = "val_accuracy"
-EPOCH = "training_iteration"
+# The trainable's own epoch count: Tune's training_iteration restarts when Ray restarts a trial.
+EPOCH = "epoch"
 SAVE_ERROR = "save_error"  # the trainable's last report carries it when saving failed
+ERROR = "error"  # the trainable's last report carries it when training raised
 
 
 class PruningASHA(ASHAScheduler):
@@ -70,8 +84,11 @@ class PruningASHA(ASHAScheduler):
 
 
 def _ran_to_the_end(result: dict | None) -> bool:
-    """Whether the trainable's last report came: saved (`finished`) or not (`save_error`)."""
-    return bool(result) and bool(result.get("finished") or result.get(SAVE_ERROR))
+    """Whether the trainable's last report came: saved (`finished`), not saved (`save_error`),
+    or an error."""
+    return bool(result) and bool(
+        result.get("finished") or result.get(SAVE_ERROR) or result.get(ERROR)
+    )
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,8 @@ class TrialOutcome:
     reason: str | None = None  # why it failed (its `fail_reason`)
     checkpoint_path: str | None = None
     recorded: bool = True  # False: the study database could not be told
+    retry_of: int | None = None  # the interrupted trial this one continued
+    resumed_from: int = 0  # epochs restored from a checkpoint
 
     def describe(self, words: ProgressWords = PROGRESS_WORDS["train"]) -> str:
         """`COMPLETE after 3 epochs, val 41.20%`, `FAIL (interrupted) after 1 epochs, ...`, or
@@ -106,6 +125,10 @@ class TrialOutcome:
                     else "FAIL (interrupted)"
                 )
             text = f"{state} after {self.epochs} {words.steps}, {shown}"
+        if self.retry_of is not None:
+            text += f" (retry of #{self.retry_of}, {self.resumed_from} {words.steps} restored)"
+        elif self.resumed_from:
+            text += f" (restarted, {self.resumed_from} {words.steps} restored)"
         return text if self.recorded else text + " [NOT RECORDED in the study]"
 
 
@@ -116,6 +139,8 @@ def decide(result: dict | None, pruned: bool, stopping: bool) -> tuple[TrialStat
         return TrialState.COMPLETE, None
     if result and result.get(SAVE_ERROR):
         return TrialState.FAIL, f"{NOT_SAVED_REASON}: {result[SAVE_ERROR]}"
+    if result and result.get(ERROR):
+        return TrialState.FAIL, str(result[ERROR])
     if pruned:
         return TrialState.PRUNED, None
     why = "the search was stopped (Ctrl+C)" if stopping else "the search ended"
@@ -137,11 +162,14 @@ class TruthfulOptunaSearch(OptunaSearch):
         scheduler: PruningASHA,
         trial_attrs: dict[str, Any] | None = None,
         target: int | None = None,
+        resume_trials: bool = False,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         stream: TextIO | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self._resume_trials = resume_trials
+        self._resume_attrs: dict[str, dict[str, Any]] = {}  # recorded resume attributes per trial
         self._scheduler = scheduler
         self._trial_attrs = dict(trial_attrs or {})
         self._target = target
@@ -194,8 +222,9 @@ class TruthfulOptunaSearch(OptunaSearch):
             # An asked trial stays in _ot_trials: `fail_unfinished` tries to end it.
             self._storage_failed(exc, "asking for a new trial")
             return Searcher.FINISHED
-        # The trainable needs the Optuna number: it names the trial's folder and seeds the run.
-        return {**config, "trial_number": ot_trial.number}
+        # The trainable needs the Optuna number (it names the trial's folder and seeds the run)
+        # and, for a retry, the seed and checkpoints of the trial it continues.
+        return {**config, **control_config(ot_trial.number, ot_trial.user_attrs)}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._report(trial_id, result)
@@ -235,10 +264,20 @@ class TruthfulOptunaSearch(OptunaSearch):
             if trial_id in self._completed_trials or trial_id in self._pending_errors:
                 continue
             _, reason = decide(None, pruned=False, stopping=self.stopping)
+            if self._resume_trials:
+                self._queue_retry(trial_id)
             outcome = self._finish(trial_id, TrialState.FAIL, reason, None)
             if outcome.recorded:
                 failed.append(outcome.number)
         return failed
+
+    def _queue_retry(self, trial_id: str) -> None:
+        ot_trial = self._ot_trials[trial_id]
+        try:
+            frozen = self._write(lambda: self._ot_study._storage.get_trial(ot_trial._trial_id))
+            self._write(lambda: queue_retry(self._ot_study, frozen))
+        except Exception as exc:  # the trial is still recorded FAIL; a re-run starts it anew
+            self._storage_failed(exc, f"queuing the retry of trial #{ot_trial.number}")
 
     def flush_errors(self) -> None:
         """Fail any errored trial whose message never arrived (called when the search ends)."""
@@ -253,9 +292,15 @@ class TruthfulOptunaSearch(OptunaSearch):
         """Record how the trial got on and tell the study its final state; never raises."""
         ot_trial = self._ot_trials[trial_id]
         steps = self._reported_steps.get(trial_id)
-        epochs = int(result.get(EPOCH, 0)) if result else (max(steps) if steps else 0)
+        if result and EPOCH in result:
+            epochs = int(result[EPOCH])
+        else:
+            epochs = max(steps) if steps else 0
         value = _finite(result.get(METRIC)) if result else None
         attrs: dict[str, Any] = {"epochs_run": epochs}
+        resumed = int(self._resume_attrs.get(trial_id, {}).get(RESUMED_FROM_EPOCH, 0))
+        if resumed:
+            attrs["epochs_trained"] = max(epochs - resumed, 0)
         if result and "trial_time" in result:
             attrs["trial_time"] = result["trial_time"]
         if state == TrialState.COMPLETE:
@@ -290,6 +335,8 @@ class TruthfulOptunaSearch(OptunaSearch):
             reason=reason,
             checkpoint_path=attrs.get("checkpoint_path"),
             recorded=recorded,
+            retry_of=ot_trial.user_attrs.get(RETRY_OF),
+            resumed_from=resumed,
         )
         self._outcomes[trial_id] = outcome
         if not recorded and state == TrialState.COMPLETE:
@@ -326,6 +373,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         """Record the epoch's validation accuracy once per step, the last epoch included."""
         if METRIC not in result or EPOCH not in result or trial_id not in self._ot_trials:
             return
+        self._record_resume(trial_id, result)
         step = int(result[EPOCH])
         seen = self._reported_steps.setdefault(trial_id, set())
         value = _finite(result[METRIC])
@@ -339,6 +387,22 @@ class TruthfulOptunaSearch(OptunaSearch):
             if not is_storage_error(exc):
                 raise
             self._storage_failed(exc, f"recording epoch {step} of trial #{ot_trial.number}")
+
+    def _record_resume(self, trial_id: str, result: dict) -> None:
+        """The trial's resume attributes (epochs restored, a refused checkpoint) when a report
+        brings new ones."""
+        recorded = self._resume_attrs.setdefault(trial_id, {})
+        ot_trial = self._ot_trials[trial_id]
+        for key in (RESUMED_FROM_EPOCH, CHECKPOINT_REFUSED):
+            value = result.get(key)
+            if value and recorded.get(key) != value:
+                recorded[key] = value
+                try:
+                    self._write(lambda k=key, v=value: ot_trial.set_user_attr(k, v))
+                except Exception as exc:
+                    if not is_storage_error(exc):
+                        raise
+                    self._storage_failed(exc, f"recording trial #{ot_trial.number}'s {key}")
 
     # The stock save() pickles the storage object, database URL and password included, into
     # Ray's experiment folder. The study database is the record we resume from, so save nothing.
@@ -391,6 +455,11 @@ def _plain(line: str) -> str:
     if _OUT_OF_MEMORY.match(line):
         line = f"out of memory: {line}"
     return line[:500]
+
+
+def exception_line(exc: BaseException) -> str:
+    """`exc` as the last line of its traceback would say it (see `error_summary`)."""
+    return _plain(traceback.format_exception_only(type(exc), exc)[-1].strip())
 
 
 def trial_error_message(trial: Trial) -> str:

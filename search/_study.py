@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from ._errors import UsageError
+from ._resume import NOT_RUN_REASON, RETRIED_BY, queue_retry, withdraw_retry
 
 STORAGE_ENV = "SEARCH_STORAGE"
 STUDIES_DIR = Path("studies")
@@ -31,8 +32,9 @@ RUN_ATTR_PREFIX = "run:"
 INTERRUPTED_REASON = "interrupted"
 # A trial that trained but whose weights could not be written (a full disk).
 NOT_SAVED_REASON = "not saved"
-# FAIL trials with these reasons do not count towards --trials: a re-run runs them again.
-RERUN_REASONS = (INTERRUPTED_REASON, NOT_SAVED_REASON)
+# FAIL trials with these reasons do not count towards --trials: their configurations were not
+# tried to the end, so a re-run runs as many trials again.
+RERUN_REASONS = (INTERRUPTED_REASON, NOT_SAVED_REASON, NOT_RUN_REASON)
 # Seconds between the tries of a study database write: about 7 s in all before giving up.
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 T = TypeVar("T")
@@ -525,33 +527,60 @@ def running_trials(study: Any, own_run_id: str | None = None) -> RunningTrials:
     return RunningTrials(live, orphaned, dead_runs)
 
 
-def fail_interrupted_trials(study: Any, own_run_id: str | None = None) -> list[int]:
+def fail_interrupted_trials(
+    study: Any, own_run_id: str | None = None, *, resume: bool = False
+) -> list[int]:
     """Mark FAIL every RUNNING trial whose driver is gone, with the reason and the epochs it
-    reported; mark such drivers "dead" in their heartbeat. Returns the trials' numbers.
+    reported; mark such drivers "dead" in their heartbeat. Returns the numbers of the trials
+    this call marked. With `resume`, each gets a retry queued first (search/_resume.py).
 
-    Trials of live drivers (another process or machine sharing the study) are left alone.
+    Trials of live drivers (another process or machine sharing the study) are left alone; a
+    trial another driver marked meanwhile is left to it.
     """
     import optuna
 
     scan = running_trials(study, own_run_id)
-    storage = study._storage
     failed = []
     for trial in scan.orphaned:
-        run_id = trial.user_attrs.get("run_id")
-        storage.set_trial_user_attr(
-            trial._trial_id,
-            "fail_reason",
-            f"{INTERRUPTED_REASON}: the search driver ({run_id or 'unknown'}) stopped before "
-            "this trial finished",
-        )
-        storage.set_trial_user_attr(
-            trial._trial_id, "epochs_run", max(trial.intermediate_values, default=0)
-        )
-        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        try:
+            _fail_orphan(study, trial, resume)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another driver recorded it first
         failed.append(trial.number)
     for run_id, run in scan.dead_runs.items():
         study.set_user_attr(RUN_ATTR_PREFIX + run_id, {**run, "status": "dead"})
     return failed
+
+
+def _fail_orphan(study: Any, trial: Any, resume: bool) -> None:
+    import optuna
+
+    retry_id = None
+    if resume and RETRIED_BY not in trial.user_attrs:
+        retry_id = queue_retry(study, trial)
+    try:
+        _record_orphan(study, trial)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        if retry_id is not None:
+            withdraw_retry(study, retry_id, f"trial #{trial.number} was resumed by another driver")
+        raise
+
+
+def _record_orphan(study: Any, trial: Any) -> None:
+    import optuna
+
+    storage = study._storage
+    run_id = trial.user_attrs.get("run_id")
+    storage.set_trial_user_attr(
+        trial._trial_id,
+        "fail_reason",
+        f"{INTERRUPTED_REASON}: the search driver ({run_id or 'unknown'}) stopped before "
+        "this trial finished",
+    )
+    storage.set_trial_user_attr(
+        trial._trial_id, "epochs_run", max(trial.intermediate_values, default=0)
+    )
+    storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
 def counts_toward_target(trial: Any) -> bool:

@@ -40,6 +40,7 @@ def print_summary(job: SearchJob, outcome: SearchOutcome) -> None:
         if states.count(s)
     )
     print(f"\nstudy {job.study_name!r}: {len(states)} trials ({counts})")
+    _print_resumed(job, outcome)
     _print_progress(study, job, outcome)
     try:
         best = study.best_trial
@@ -84,6 +85,25 @@ def _print_progress(study: Any, job: SearchJob, outcome: SearchOutcome) -> None:
             )
         elif not outcome.error:
             print(f"the search stopped before reaching --trials; {CONTINUE_HINT}")
+
+
+def _print_resumed(job: SearchJob, outcome: SearchOutcome) -> None:
+    """The trials this run continued: retries of interrupted ones, and trials Ray restarted."""
+    steps = job.space.words.steps
+    retries = [o for o in outcome.resumed if o.retry_of is not None]
+    restarted = [o for o in outcome.resumed if o.retry_of is None]
+    if retries:
+        print(
+            f"resumed {len(retries)} interrupted trial(s): "
+            + ", ".join(
+                f"#{o.retry_of} as #{o.number} ({o.resumed_from} {steps} restored)" for o in retries
+            )
+        )
+    if restarted:
+        print(
+            f"restarted {len(restarted)} trial(s) whose worker died: "
+            + ", ".join(f"#{o.number} ({o.resumed_from} {steps} restored)" for o in restarted)
+        )
 
 
 def _print_best(best: Any, job: SearchJob) -> None:

@@ -1,9 +1,17 @@
 """The function Ray Tune runs for each trial: a TrainConfig from the space, one `training.train`.
 
-Every epoch is reported with `ray.tune.report`. The last epoch's report waits until the weights
-are saved, and carries `finished=True`: only such a trial is COMPLETE in the study. When the
-weights cannot be saved (a full disk), the last report carries `save_error` instead, a one-line
-reason, and no `finished`; the searcher records such a trial as FAIL without dropping its values.
+Every epoch is reported with `ray.tune.report`, its number as `epoch` (Tune's own count restarts
+when Ray restarts a trial). The last epoch's report waits until the weights are saved, and
+carries `finished=True`: only such a trial is COMPLETE in the study. When the weights cannot be
+saved (a full disk), the last report carries `save_error` instead, a one-line reason, and no
+`finished`; the searcher records such a trial as FAIL without dropping its values. An error the
+training raises is the last report's `error` (see `run_trial`).
+
+A trial saves its full training state in its folder (STATE) as `checkpoint_policy` says. Run
+again (Ray restarting it after its worker died, or a retry of an interrupted trial: see
+search/_resume.py), it continues from the newest checkpoint and first reports the epochs that
+checkpoint restored, so the study's row holds each epoch once. `CheckpointSweeper` removes the
+checkpoints of trials that ended for good.
 
 On CUDA each trial caps its process's memory at its GPU share (`TrialSettings.gpus_per_trial`,
 less a reserve for its CUDA context: `memory_fraction`), so a trial that outgrows its share gets
@@ -23,17 +31,40 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
 from ray import tune
+from ray.tune import Callback
+from ray.tune.experiment import Trial
 from torch import nn
 
-from training import EpochStats, LabeledImages, OutputError, TrainConfig, device_name, train
+from training import (
+    CheckpointError,
+    CheckpointPolicy,
+    EpochStats,
+    LabeledImages,
+    OutputError,
+    TrainConfig,
+    TrainResult,
+    device_name,
+    train,
+)
 
-from ._artifacts import remove_run, save_run
+from ._artifacts import STATE, remove_run, save_run
+from ._resume import (
+    CHECKPOINT_BUDGET,
+    CHECKPOINT_INTERVAL,
+    CHECKPOINT_REFUSED,
+    RESUME_FROM,
+    RESUMED_FROM_EPOCH,
+    SEED_TRIAL,
+    space_params,
+)
+from ._searcher import ERROR, exception_line
 from ._space import get_space
 
 INJECT_OOM_ENV = "SEARCH_INJECT_OOM_TRIAL"
@@ -55,6 +86,7 @@ class TrialSettings:
     gpus_per_trial: float = 0.0  # each trial's share of one GPU; its memory is capped at it
     model: str | None = None  # replaces the space's model (e.g. a policy search's child)
     precision: str = "auto"  # training.PRECISIONS, the same for every trial of a study
+    checkpoint_every: int | None = None  # --checkpoint-every; None: the default policy
     # A density space's fold-model record (search/_density.py); None: trials train.
     folds: dict[str, Any] | None = None
 
@@ -64,10 +96,13 @@ def trial_dir(output_dir: str | Path, number: int) -> Path:
     return Path(output_dir) / "trials" / f"{number:05d}"
 
 
-def discard_unfinished(output_dir: str | Path, numbers: list[int]) -> None:
+def discard_unfinished(output_dir: str | Path, numbers: list[int], *, resume: bool) -> None:
     """Remove the saved weights of trials the study records FAIL (interrupted): a driver
-    stopped between a trial's save and its last report would leave them looking complete."""
+    stopped between a trial's save and its last report would leave them looking complete.
+    Their checkpoints stay when they will be resumed (`resume`)."""
     for number in numbers:
+        if not resume:
+            remove_checkpoints(output_dir, [number])
         remove_run(trial_dir(output_dir, number))
 
 
@@ -123,24 +158,122 @@ def run_trial(
     train_set: LabeledImages,
     val_set: LabeledImages,
 ) -> None:
-    """Train one configuration; ASHA may stop it at any report."""
+    """Train one configuration; ASHA may stop it at any report.
+
+    An error the training raises (a diverged loss, out of memory, a bad configuration) becomes
+    the trial's last report (`error`), not an exception: Ray restarts a trial whose function
+    raised as it restarts one whose worker died (up to --max-failures), and only the latter can
+    go better a second time.
+    """
+    report_errors(_train_trial, config, settings, train_set, val_set)
+
+
+def report_errors(body: Callable[..., None], config: dict[str, Any], *args: Any) -> None:
+    """`body(config, *args)`, an exception it raises reported as the trial's last result."""
+    try:
+        body(config, *args)
+        return
+    except Exception as exc:  # Ray's stop of a trial is a SystemExit: it passes
+        line = exception_line(exc)
+    # Reported outside the except block, so the error's frames (and on CUDA their tensors) are
+    # freed first.
+    tune.report({ERROR: line, "trial_number": int(config["trial_number"])})
+
+
+def checkpoint_policy(every: int | None) -> CheckpointPolicy:
+    """How often a trial saves its state: `--checkpoint-every` epochs (0: never) and at least
+    every CHECKPOINT_INTERVAL seconds; by default every epoch whose save costs at most
+    CHECKPOINT_BUDGET of the training time. The last epoch is never saved: its weights are."""
+    if every is None:
+        return CheckpointPolicy(
+            every=1, max_interval=CHECKPOINT_INTERVAL, budget=CHECKPOINT_BUDGET, at_end=False
+        )
+    return CheckpointPolicy(
+        every=every, max_interval=CHECKPOINT_INTERVAL if every else None, at_end=False
+    )
+
+
+def _train_trial(
+    config: dict[str, Any],
+    settings: TrialSettings,
+    train_set: LabeledImages,
+    val_set: LabeledImages,
+) -> None:
     number = int(config["trial_number"])
-    params = {k: v for k, v in config.items() if k != "trial_number"}
+    params = space_params(config)
     train_config = get_space(settings.space).trial_config(
         params,
         epochs=settings.max_epochs,
-        seed=settings.seed + number,
+        # A retry trains with the seed of the trial it continues: the same run.
+        seed=settings.seed + int(config.get(SEED_TRIAL, number)),
         model=settings.model,
         precision=settings.precision,
     )
     device, device_name = trial_device(settings)
-    inject_oom = _injected_oom(number, device, settings.gpus_per_trial)
-    held: list[dict[str, Any]] = []
-    start = time.perf_counter()
+    folder = trial_dir(settings.output_dir, number)
+    state = find_checkpoint(folder, config.get(RESUME_FROM, []), settings.output_dir)
+    check = _injected_oom(number, device, settings.gpus_per_trial)
+    reporter = _EpochReporter(number, train_config.epochs, check)
+    result = _train_resuming(train_config, train_set, val_set, device, state, settings, reporter)
+    final = {
+        **reporter.held[-1],
+        "wall_time": round(time.perf_counter() - reporter.start, 3),
+        "device": device_name,
+        "precision": result.precision,  # what "auto" became on this trial's device
+    }
+    tune.report(
+        final_report(
+            final, folder, result.model, train_config, number, params, precision=result.precision
+        )
+    )
 
-    def on_epoch_end(stats: EpochStats) -> None:
-        inject_oom(stats)
+
+def _train_resuming(
+    config: TrainConfig,
+    train_set: LabeledImages,
+    val_set: LabeledImages,
+    device: torch.device,
+    state: Path,
+    settings: TrialSettings,
+    reporter: _EpochReporter,
+) -> TrainResult:
+    """`train` with its checkpoint at `state`, continuing from it when it exists; one that
+    cannot be loaded (corrupt, or of another configuration) is removed and the trial starts
+    over, its first report saying why."""
+    run = partial(
+        train,
+        config,
+        train_set,
+        val_set,
+        device=device,
+        on_epoch_end=reporter.on_epoch_end,
+        checkpoint_path=state,
+        checkpoint_policy=checkpoint_policy(settings.checkpoint_every),
+    )
+    if not state.exists():
+        return run()
+    try:
+        return run(resume=True, on_resume=reporter.on_resume)
+    except CheckpointError as exc:
+        reporter.refused = str(exc)
+        state.unlink(missing_ok=True)
+    return run()
+
+
+class _EpochReporter:
+    """Reports each epoch to Tune (the last one is held until the weights are saved); replays
+    the epochs a checkpoint restored, so a retry's study row holds every epoch."""
+
+    def __init__(self, number: int, epochs: int, check: Callable[[EpochStats], None]) -> None:
+        self.number, self.epochs, self.check = number, epochs, check
+        self.start = time.perf_counter()
+        self.held: list[dict[str, Any]] = []
+        self.restored = 0  # epochs restored from a checkpoint
+        self.refused: str | None = None  # why a checkpoint found was not loaded
+
+    def metrics(self, stats: EpochStats) -> dict[str, Any]:
         metrics = {
+            "epoch": stats.epoch,
             "val_accuracy": stats.val_accuracy,
             "val_loss": stats.val_loss,
             "train_loss": stats.train_loss,
@@ -148,28 +281,72 @@ def run_trial(
             "lr": stats.lr,
             "epoch_time": stats.epoch_time,
             "images_per_second": stats.images_per_second,
-            "trial_number": number,
+            "trial_number": self.number,
             # Cumulative, so a trial that ASHA stops still leaves its training time behind.
-            "trial_time": round(time.perf_counter() - start, 3),
+            "trial_time": round(time.perf_counter() - self.start, 3),
+            RESUMED_FROM_EPOCH: self.restored,
         }
-        if stats.epoch < train_config.epochs:
-            tune.report(metrics)
-        else:
-            held.append(metrics)
+        if self.refused:
+            metrics[CHECKPOINT_REFUSED] = self.refused
+        return metrics
 
-    result = train(train_config, train_set, val_set, device=device, on_epoch_end=on_epoch_end)
-    final = {
-        **held[-1],
-        "wall_time": round(time.perf_counter() - start, 3),
-        "device": device_name,
-        "precision": result.precision,  # what "auto" became on this trial's device
-    }
-    folder = trial_dir(settings.output_dir, number)
-    tune.report(
-        final_report(
-            final, folder, result.model, train_config, number, params, precision=result.precision
-        )
-    )
+    def on_resume(self, history: list[EpochStats]) -> None:
+        self.restored = len(history)
+        for stats in history:
+            tune.report(self.metrics(stats))
+
+    def on_epoch_end(self, stats: EpochStats) -> None:
+        self.check(stats)
+        if stats.epoch < self.epochs:
+            tune.report(self.metrics(stats))
+        else:
+            self.held.append(self.metrics(stats))
+
+
+def find_checkpoint(folder: Path, resume_from: list[int], output_dir: str | Path) -> Path:
+    """Where trial folder `folder` keeps its checkpoint (STATE), the newest one of the trials it
+    continues (`resume_from`, newest first) moved there when it has none of its own yet."""
+    state = folder / STATE
+    if state.exists():  # its own: Ray restarted it after its worker died
+        return state
+    for number in resume_from:
+        earlier = trial_dir(output_dir, number) / STATE
+        if earlier.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(earlier, state)  # same file system: the trials folder
+            return state
+    return state
+
+
+def remove_checkpoints(output_dir: str | Path, numbers: list[int]) -> None:
+    """Remove the checkpoints of trials that ended for good (and of those they continued)."""
+    for number in numbers:
+        folder = trial_dir(output_dir, number)
+        (folder / STATE).unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # absent, or it holds the trial's weights
+
+
+class CheckpointSweeper(Callback):
+    """Removes a trial's checkpoints once Tune ended it for good: completed, stopped by ASHA,
+    failed. An interrupted trial keeps its own: its retry continues from it."""
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.output_dir = output_dir
+
+    def _sweep(self, trial: Trial) -> None:
+        config = trial.config
+        if "trial_number" in config:
+            numbers = [int(config["trial_number"]), *config.get(RESUME_FROM, [])]
+            remove_checkpoints(self.output_dir, numbers)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        self._sweep(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        self._sweep(trial)
 
 
 def final_report(

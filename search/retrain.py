@@ -39,7 +39,7 @@ from training import (
     train_val_split,
 )
 
-from ._artifacts import run_bytes, save_run
+from ._artifacts import STATE, run_bytes, save_run
 from ._console import (
     EPOCH_HEADER,
     USAGE_ERRORS,
@@ -67,8 +67,6 @@ from ._study import (
     write_retrain_summary,
 )
 from ._version import project_version
-
-STATE = "state.pt"  # the last epoch's full training state, for --resume; removed when done
 
 
 def build_parser() -> argparse.ArgumentParser:

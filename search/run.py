@@ -4,7 +4,8 @@ Ray Tune runs the trials (a local Ray unless --address names a cluster), an Optu
 suggests each configuration, ASHA stops weak trials, and the study database records everything.
 Re-running the same command continues the same study; several drivers may share one study
 (e.g. on a PostgreSQL server) and stop together at --trials. Ctrl+C stops a search cleanly (exit
-130): its unfinished trials are recorded as FAIL (interrupted) and a re-run continues.
+130): its unfinished trials are recorded as FAIL (interrupted) and a re-run continues, running
+each of them again first from its last checkpoint.
 
 A continued study keeps the settings it was made with (split, seed, epochs, model, data): an
 option left out takes the recorded value, a different one is refused. A local Ray listens on
@@ -27,13 +28,15 @@ from ._console import (
     add_data_options,
     add_precision_option,
     error_exit,
+    nonnegative_int,
     plain_name,
     positive_int,
     seed_value,
 )
 from ._driver import run_search
 from ._errors import UsageError
-from ._job import DEFAULT_DRAWS, DEFAULT_FOLDS, resolve_job
+from ._job import DEFAULT_DRAWS, DEFAULT_FOLDS, DEFAULT_MAX_FAILURES, resolve_job
+from ._resume import CHECKPOINT_BUDGET, CHECKPOINT_INTERVAL
 from ._samplers import SAMPLERS
 from ._space import available_spaces
 from ._study import DEFAULT_SAMPLER, DEFAULT_SEED, DEFAULT_VAL_SIZE, STORAGE_ENV, STUDIES_DIR
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_options(parser.add_argument_group("study"))
     _add_asha_options(parser.add_argument_group("ASHA"))
     _add_resource_options(parser.add_argument_group("resources"))
+    _add_resume_options(parser.add_argument_group("interrupted trials"))
     add_data_options(
         parser.add_argument_group("data"),
         device=False,
@@ -154,6 +158,32 @@ def _add_resource_options(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument(
         "--address", default=None, help="Ray cluster address to join (default: start a local Ray)"
+    )
+
+
+def _add_resume_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--checkpoint-every",
+        type=nonnegative_int,
+        default=None,
+        help="save each trial's training state every N epochs, and at least every "
+        f"{CHECKPOINT_INTERVAL / 60:g} minutes, in its folder (removed when the trial ends); "
+        "0 = never (default: every epoch whose save costs at most "
+        f"{CHECKPOINT_BUDGET:.0%} of the training time)",
+    )
+    group.add_argument(
+        "--max-failures",
+        type=nonnegative_int,
+        default=DEFAULT_MAX_FAILURES,
+        help="times Ray restarts a trial whose worker process died (killed, out of host memory, "
+        "a lost node), from its last checkpoint; a trial whose training raised is not retried",
+    )
+    group.add_argument(
+        "--no-resume-trials",
+        dest="resume_trials",
+        action="store_false",
+        help="do not run again the trials an interrupted run left (Ctrl+C, a killed driver); "
+        "by default each runs again first, from its last checkpoint, with the same parameters",
     )
 
 

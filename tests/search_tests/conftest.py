@@ -41,6 +41,32 @@ SEARCH_ARGS = [
 ]
 
 
+def uninterrupted_value(command: list[str], trial) -> float:
+    """The validation accuracy trial `trial` of the search `command` (`python -m search.run
+    ...`) reaches when trained without interruption: its configuration and seed on the search's
+    own split, trained here in one go with one thread, as a trial is."""
+    import torch
+
+    from search._job import resolve_job
+    from search._space import get_space
+    from search.run import build_parser
+    from training import train
+
+    job = resolve_job(build_parser().parse_args(command[command.index("search.run") + 1 :]))
+    config = get_space(job.space.name).trial_config(
+        trial.params,
+        epochs=job.settings.max_epochs,
+        seed=job.settings.seed + int(trial.user_attrs.get("seed_trial", trial.number)),
+        precision=job.settings.precision,
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(config, job.train_set, job.val_set, device="cpu").history[-1].val_accuracy
+    finally:
+        torch.set_num_threads(threads)
+
+
 @dataclass(frozen=True)
 class RealStudy:
     """A finished search: its --out folder, study name, SQLite file and storage URL."""

@@ -53,6 +53,11 @@ def one_error_line(stderr: str) -> str:
             f"argument --seed: expected a whole number below 2**63, got {2**70}",
         ),
         (["--gpus-per-trial", "x"], "argument --gpus-per-trial: invalid float value: 'x'"),
+        (
+            ["--checkpoint-every", "-1"],
+            "argument --checkpoint-every: expected a whole number >= 0, got -1",
+        ),
+        (["--max-failures", "-1"], "argument --max-failures: expected a whole number >= 0, got -1"),
         *[
             (["--study", name], f"argument --study: invalid name {name!r}; expected a plain name")
             for name in ("../escape", "a/b", ".hidden", "a\\b", "")

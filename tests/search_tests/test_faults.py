@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO
+from conftest import REPO, uninterrupted_value
 
 pytestmark = pytest.mark.slow
 States = optuna.trial.TrialState
@@ -176,17 +176,63 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path, data_root):
             epochs = trial.user_attrs["epochs_run"]
             assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
 
+    # Each interrupted trial had its retry queued: the re-run runs them first.
+    assert {t.user_attrs.get("retried_by") for t in trials if t.number in interrupted} == {
+        t.number for t in trials if t.state == States.WAITING
+    }
     done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"{len(interrupted)} interrupted trial(s) run again first" in done.stdout
     trials = load(tmp_path).get_trials()
     assert_dense_and_settled(trials)
     assert {t.number for t in trials if t.state == States.FAIL} == interrupted
     finished = [t for t in trials if t.state in (States.COMPLETE, States.PRUNED)]
     assert len(finished) == 4
+    retried = {t.user_attrs.get("retry_of") for t in finished}
+    assert interrupted <= retried, (interrupted, retried)
+    for trial in finished:
+        if trial.user_attrs.get("retry_of") in fresh:  # no epoch done: it started over
+            assert "resumed_from_epoch" not in trial.user_attrs
+    assert not list(tmp_path.glob("cnn_reg/trials/*/state.pt"))  # checkpoints are removed
 
 
-def test_killed_trial_worker_fails_that_trial_and_the_search_goes_on(tmp_path, data_root):
-    command = search_command(tmp_path, data_root, 4)
+def test_killed_trial_worker_is_restarted_from_its_checkpoint(tmp_path, data_root):
+    # ASHA stops nothing (grace = max epochs), so the victim runs to its end.
+    command = search_command(
+        tmp_path,
+        data_root,
+        4,
+        *("--grace-period", str(MAX_EPOCHS), "--checkpoint-every", "1", "--precision", "fp32"),
+    )
+    driver = start(command, tmp_path)
+    try:
+        trials = wait_for(tmp_path, driver, lambda trials: busy_training(trials) is not None)
+        victim = busy_training(trials)
+        worker = trial_worker(driver.pid, victim.user_attrs["ray_trial_id"])
+        assert worker is not None, "no Ray worker process found for the running trial"
+        os.kill(worker, signal.SIGKILL)
+    finally:
+        stdout, stderr = finish(driver, tmp_path)
+
+    assert driver.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    trials = load(tmp_path).get_trials()
+    assert_dense_and_settled(trials)
+    assert len(trials) == 4  # one row for the victim: the same trial went on
+    restarted = trials[victim.number]
+    assert restarted.state == States.COMPLETE, restarted.user_attrs
+    # Every epoch's value once, those it reported before the kill unchanged.
+    assert sorted(restarted.intermediate_values) == list(range(1, MAX_EPOCHS + 1))
+    for step, value in victim.intermediate_values.items():
+        assert restarted.intermediate_values[step] == value
+    restored = restarted.user_attrs["resumed_from_epoch"]
+    assert len(victim.intermediate_values) <= restored < MAX_EPOCHS
+    assert f"restarted 1 trial(s) whose worker died: #{victim.number}" in stdout
+    assert restarted.value == uninterrupted_value(command, restarted)
+    assert not list(tmp_path.glob("cnn_reg/trials/*/state.pt"))
+
+
+def test_killed_trial_worker_fails_that_trial_without_restarts(tmp_path, data_root):
+    command = search_command(tmp_path, data_root, 4, "--max-failures", "0")
     driver = start(command, tmp_path)
     try:
         trials = wait_for(tmp_path, driver, lambda trials: busy_training(trials) is not None)

@@ -216,3 +216,56 @@ def test_wrong_password_says_so_without_printing_it(postgres_url, study_name, da
     assert wrong not in done.stdout + done.stderr
     assert not out.exists()
     assert study_name not in optuna.study.get_all_study_names(open_storage(postgres_url))
+
+
+ORPHANS = 4
+
+
+def _mark_and_take(url: str, name: str, start_at: float) -> list[int]:
+    """One driver starting on the study: mark the dead driver's trials (queuing their
+    retries), then take trials as a sampler does; the interrupted trials it took to resume."""
+    import time
+
+    from search._study import fail_interrupted_trials
+
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    time.sleep(max(0.0, start_at - time.time()))  # both drivers at the same moment
+    fail_interrupted_trials(study, resume=True)
+    taken = []
+    for _ in range(ORPHANS):
+        trial = study.ask()
+        if "retry_of" in trial.user_attrs:
+            taken.append(int(trial.user_attrs["retry_of"]))
+        study.tell(trial, state=States.FAIL)
+    return taken
+
+
+def test_an_interrupted_trial_is_resumed_by_one_driver_only(postgres_url, study_name):
+    """Two drivers start at once on a study whose driver was killed: each interrupted trial is
+    retried once, decided by the database (a WAITING trial is taken once; a trial told FAIL
+    once), whichever driver marks it."""
+    import multiprocessing
+    import time
+
+    from search._resume import waiting_retries
+
+    study = optuna.create_study(study_name=study_name, storage=open_storage(postgres_url))
+    lr = {"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}
+    for _ in range(ORPHANS):
+        trial = study.ask(lr)
+        trial.set_user_attr("run_id", "gone")
+        trial.report(0.1, 1)
+    study.set_user_attr("run:gone", {"status": "running", "heartbeat": 0.0, "host": "elsewhere"})
+    start_at = time.time() + 3
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        taken = pool.starmap(_mark_and_take, [(postgres_url, study_name, start_at)] * 2)
+    resumed = sorted(taken[0] + taken[1])
+    assert resumed == list(range(ORPHANS)), taken  # each once, by one driver or the other
+    trials = study.get_trials()
+    assert all(t.state == States.FAIL for t in trials) and not waiting_retries(study)
+    for trial in trials[:ORPHANS]:
+        assert trial.user_attrs["fail_reason"].startswith("interrupted")
+        assert "retried_by" in trial.user_attrs
+    withdrawn = [t for t in trials if t.user_attrs.get("fail_reason", "").startswith("not run")]
+    retries = [t for t in trials if "retry_of" in t.user_attrs]
+    assert len(retries) == ORPHANS + len(withdrawn)

@@ -11,7 +11,9 @@ import time
 
 import optuna
 import pytest
-from conftest import REPO, SEARCH_ARGS
+from conftest import REPO, SEARCH_ARGS, uninterrupted_value
+
+from search._study import count_finished
 
 pytestmark = pytest.mark.slow
 States = optuna.trial.TrialState
@@ -94,9 +96,15 @@ def test_rerun_continues_the_study(real_study, data_root, tmp_path):
     assert all(t.state != States.RUNNING for t in after)
 
 
-def test_killed_driver_trials_become_fail_and_rerun_finishes(tmp_path, data_root):
+def test_killed_driver_trials_are_resumed_by_the_rerun(tmp_path, data_root):
+    """The driver is SIGKILLed while two trials are half way: the re-run marks them FAIL, runs
+    each again first from its checkpoint (one checkpoint corrupted here: that trial starts
+    over, and says why) and ends with the 8 trials asked for, values as if never stopped."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    command = search_command(tmp_path, data_root, 6)
+    # ASHA stops nothing (grace = max epochs): each trial's epochs are known.
+    command = search_command(
+        tmp_path, data_root, 8, "--grace-period", "3", "--checkpoint-every", "1"
+    )
     driver = subprocess.Popen(
         command,
         cwd=REPO,
@@ -105,51 +113,83 @@ def test_killed_driver_trials_become_fail_and_rerun_finishes(tmp_path, data_root
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.time() + 240
     try:
-        while time.time() < deadline:
-            time.sleep(1)
-            if (tmp_path / "cnn_reg.db").exists():
-                try:
-                    trials = load(tmp_path).get_trials()
-                except Exception:
-                    continue
-                done = [t for t in trials if t.state.is_finished()]
-                if done and any(t.state == States.RUNNING for t in trials):
-                    break
-        else:
-            pytest.fail("the search never had a finished and a running trial at once")
+        halfway = _wait_for_two_halfway(tmp_path)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
         driver.wait()
-    killed = {t.number for t in load(tmp_path).get_trials() if t.state == States.RUNNING}
-    assert killed
+    trials = {t.number: t for t in load(tmp_path).get_trials()}
+    killed = {n for n, t in trials.items() if t.state == States.RUNNING}
+    # One of them may have finished in the moment before the kill.
+    halfway = sorted(halfway & killed)
+    assert halfway
+    resumed, corrupted = halfway[0], halfway[1] if len(halfway) > 1 else None
+    folders = tmp_path / "cnn_reg" / "trials"
+    assert (folders / f"{resumed:05d}" / "state.pt").exists()
+    if corrupted is not None:
+        (folders / f"{corrupted:05d}" / "state.pt").write_bytes(b"not a checkpoint")
     # A kill between a trial's save and its last report leaves weights the study never got.
     for number in killed:
-        folder = tmp_path / "cnn_reg" / "trials" / f"{number:05d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "weights.pt").write_bytes(b"complete-looking weights")
-        (folder / "config.json").write_text("{}")
+        (folders / f"{number:05d}").mkdir(parents=True, exist_ok=True)
+        (folders / f"{number:05d}" / "weights.pt").write_bytes(b"complete-looking weights")
+        (folders / f"{number:05d}" / "config.json").write_text("{}")
+
     stdout = run(command)
     assert "left RUNNING by an interrupted run as FAIL" in stdout
-    trials = load(tmp_path).get_trials()
-    assert [t.number for t in trials] == list(range(len(trials)))
-    assert all(t.state != States.RUNNING for t in trials)
-    killed_runs = set()
-    for trial in trials:
-        if trial.number in killed:
-            assert trial.state == States.FAIL
-            assert trial.user_attrs["fail_reason"].startswith("interrupted")
-            # How far it got, from the epochs it reported before the kill.
-            assert trial.user_attrs["epochs_run"] == max(trial.intermediate_values, default=0)
-            # Its folder no longer looks like a finished trial's.
-            assert not (tmp_path / "cnn_reg" / "trials" / f"{trial.number:05d}").exists()
-            killed_runs.add(trial.user_attrs["run_id"])
-    # The killed driver's heartbeat no longer says it runs.
-    attrs = load(tmp_path).user_attrs
-    assert [attrs[f"run:{run}"]["status"] for run in killed_runs] == ["dead"]
-    finished = [t for t in trials if t.state in (States.COMPLETE, States.PRUNED)]
-    assert len(finished) == 6
+    assert "run again first, from their last checkpoints" in stdout
+    after = load(tmp_path).get_trials()
+    assert [t.number for t in after] == list(range(len(after)))
+    assert all(t.state != States.RUNNING for t in after)
+    assert count_finished(load(tmp_path)) == 8  # exactly the target
+    retries = {t.user_attrs["retry_of"]: t for t in after if "retry_of" in t.user_attrs}
+    assert set(retries) == killed
+    for number in killed:
+        old, retry = after[number], retries[number]
+        assert old.state == States.FAIL and old.user_attrs["fail_reason"].startswith("interrupted")
+        assert old.user_attrs["retried_by"] == retry.number
+        assert retry.params == old.params
+        if retry.state == States.FAIL:  # a sampled learning rate may diverge, run again or not
+            assert "NonFiniteLossError" in retry.user_attrs["fail_reason"]
+            continue
+        assert retry.state == States.COMPLETE and sorted(retry.intermediate_values) == [1, 2, 3]
+        # Values equal to the same trial's uninterrupted run, to the bit (CPU).
+        assert retry.value == uninterrupted_value(command, retry)
+        # Its folder no longer looks like a finished trial's, and no checkpoint is left.
+        assert not (folders / f"{number:05d}").exists()
+    # Only the epochs after its checkpoint were trained again (it saved after every epoch it
+    # reported, perhaps one more before the kill).
+    done_before = len(trials[resumed].intermediate_values)
+    restored = retries[resumed].user_attrs["resumed_from_epoch"]
+    assert done_before <= restored < 3
+    assert retries[resumed].user_attrs["epochs_trained"] == 3 - restored
+    assert "checkpoint_refused" not in retries[resumed].user_attrs
+    if corrupted is not None:
+        refused = retries[corrupted].user_attrs
+        assert refused["checkpoint_refused"].startswith("cannot resume from ")
+        assert "resumed_from_epoch" not in refused  # it started over
+    assert f"#{resumed} as #{retries[resumed].number} ({restored} epochs restored)" in stdout
+    assert not list(folders.glob("*/state.pt"))
+
+
+def _wait_for_two_halfway(out, timeout: float = 240) -> set[int]:
+    """The numbers of two RUNNING trials that reported 1 or 2 of their 3 epochs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if not (out / "cnn_reg.db").exists():
+            continue
+        try:
+            trials = load(out).get_trials()
+        except Exception:
+            continue
+        halfway = {
+            t.number
+            for t in trials
+            if t.state == States.RUNNING and 1 <= len(t.intermediate_values) < 3
+        }
+        if len(halfway) >= 2:
+            return set(sorted(halfway)[:2])
+    pytest.fail("the search never had two trials half way at once")
 
 
 def test_unknown_space_lists_known_ones(tmp_path):

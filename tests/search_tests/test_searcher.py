@@ -16,14 +16,24 @@ import optuna
 import pytest
 from ray.tune.experiment import Trial
 
+from search import _study
+from search._resume import (
+    CHECKPOINT_REFUSED,
+    RESUMED_FROM_EPOCH,
+    resumed_trials,
+    waiting_retries,
+    withdraw_waiting_retries,
+)
 from search._samplers import SAMPLER_FACTORIES, SAMPLERS, make_sampler
 from search._searcher import (
+    EPOCH,
     METRIC,
     PruningASHA,
     TrialOutcome,
     TruthfulOptunaSearch,
     decide,
     error_summary,
+    exception_line,
 )
 from search._space import PROGRESS_WORDS
 from search._study import (
@@ -79,12 +89,14 @@ def space(trial: optuna.Trial) -> None:
     trial.suggest_categorical("batch_size", [32, 64, 128, 256])
 
 
-def make_searcher(storage=None, *, run_id="run-a", target=None, seed=0, sampler="random"):
+def make_searcher(
+    storage=None, *, run_id="run-a", target=None, seed=0, sampler="random", resume=False
+):
     storage = storage if storage is not None else optuna.storages.InMemoryStorage()
     scheduler = PruningASHA(
         metric=METRIC,
         mode="max",
-        time_attr="training_iteration",
+        time_attr=EPOCH,
         max_t=MAX_EPOCHS,
         grace_period=1,
         reduction_factor=2,
@@ -99,6 +111,7 @@ def make_searcher(storage=None, *, run_id="run-a", target=None, seed=0, sampler=
         scheduler=scheduler,
         trial_attrs={"run_id": run_id},
         target=target,
+        resume_trials=resume,
         retry_delays=(0.0, 0.0, 0.0),
         stream=io.StringIO(),
     )
@@ -106,7 +119,7 @@ def make_searcher(storage=None, *, run_id="run-a", target=None, seed=0, sampler=
 
 
 def epoch(step: int, value: float = 0.5, **extra) -> dict:
-    return {METRIC: value, "training_iteration": step, "trial_time": 0.1 * step, **extra}
+    return {METRIC: value, EPOCH: step, "trial_time": 0.1 * step, **extra}
 
 
 def run_epochs(searcher, trial_id: str, epochs: int) -> None:
@@ -133,6 +146,7 @@ def only_trial(searcher) -> optuna.trial.FrozenTrial:
         ({"finished": True}, True, True, States.COMPLETE, None),  # its weights are saved
         ({"save_error": "disk full"}, False, False, States.FAIL, "not saved: disk full"),
         ({}, True, False, States.PRUNED, None),
+        ({"error": "ValueError: bad"}, False, False, States.FAIL, "ValueError: bad"),
         (None, False, False, States.FAIL, "interrupted: the search ended before it finished"),
         (
             None,
@@ -150,7 +164,8 @@ def test_decide(result, pruned, stopping, state, reason):
 def test_finished_trial_is_complete_with_every_epoch():
     searcher, _ = make_searcher()
     config = searcher.suggest("a")
-    assert config["trial_number"] == 0 and set(config) == {"lr", "batch_size", "trial_number"}
+    assert config["trial_number"] == 0 and config["seed_trial"] == 0
+    assert set(config) == {"lr", "batch_size", "trial_number", "seed_trial", "resume_from"}
     run_epochs(searcher, "a", MAX_EPOCHS - 1)
     searcher.on_trial_complete("a", finished())
     trial = only_trial(searcher)
@@ -414,3 +429,133 @@ def test_every_sampler_in_the_table_is_seeded(name):
 def test_unknown_sampler():
     with pytest.raises(ValueError, match="unknown sampler 'nope'; expected one of tpe"):
         make_sampler("nope", 0)
+
+
+# -- errors the trainable reports, resumed and restarted trials ---------------------------------
+
+
+def test_an_error_the_trainable_reports_is_fail_with_its_line():
+    searcher, _ = make_searcher()
+    searcher.suggest("a")
+    run_epochs(searcher, "a", 1)
+    try:
+        raise torch_oom("CUDA out of memory. Tried to allocate 2.00 GiB")
+    except Exception as exc:
+        line = exception_line(exc)
+    assert line.startswith("out of memory: ") and "Tried to allocate 2.00 GiB" in line
+    searcher.on_trial_complete("a", {"error": line, "trial_number": 0})
+    trial = only_trial(searcher)
+    assert trial.state == States.FAIL and trial.user_attrs["fail_reason"] == line
+    assert trial.user_attrs["epochs_run"] == 1 and trial.intermediate_values == {1: 0.1}
+    assert searcher.outcome("a").describe() == f"FAIL: {line}"
+
+
+def torch_oom(message: str) -> Exception:
+    import torch
+
+    return torch.OutOfMemoryError(message)
+
+
+def test_ctrl_c_queues_a_retry_that_continues_the_trial_with_its_seed():
+    storage = optuna.storages.InMemoryStorage()
+    first, _ = make_searcher(storage, resume=True)
+    params = {k: v for k, v in first.suggest("a").items() if k in ("lr", "batch_size")}
+    run_epochs(first, "a", 2)
+    first.stopping = True
+    assert first.fail_unfinished() == [0]
+    interrupted, retry = first.study.get_trials()
+    assert interrupted.state == States.FAIL and interrupted.user_attrs["retried_by"] == 1
+    assert retry.state == States.WAITING and retry.user_attrs["retry_of"] == 0
+    assert waiting_retries(first.study) == [(1, 0)]
+    assert count_finished(first.study) == 0
+
+    second, _ = make_searcher(storage, run_id="run-b", resume=True)
+    config = second.suggest("b")
+    assert config["trial_number"] == 1 and config["seed_trial"] == 0
+    assert config["resume_from"] == [0]
+    assert {k: config[k] for k in params} == params  # the same configuration
+    # The trainable replays the two epochs its checkpoint restored, then trains the third.
+    for step in (1, 2):
+        second.on_trial_result("b", epoch(step, 0.1 * step, **{RESUMED_FROM_EPOCH: 2}))
+    second.on_trial_complete("b", finished(value=0.3) | {RESUMED_FROM_EPOCH: 2})
+    trial = second.study.get_trials()[1]
+    assert trial.state == States.COMPLETE and trial.intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3}
+    assert trial.user_attrs[RESUMED_FROM_EPOCH] == 2 and trial.user_attrs["epochs_trained"] == 1
+    assert second.outcome("b").describe() == (
+        "COMPLETE after 3 epochs, val 30.00% (retry of #0, 2 epochs restored)"
+    )
+    assert resumed_trials(second.study.get_trials()) == [(1, 0, 2)]
+    assert count_finished(second.study) == 1  # the interrupted row counts for nothing
+
+
+def test_a_retry_interrupted_again_continues_from_the_newest_checkpoint():
+    storage = optuna.storages.InMemoryStorage()
+    for run_id, trial_id in (("run-a", "a"), ("run-b", "b")):
+        searcher, _ = make_searcher(storage, run_id=run_id, resume=True)
+        searcher.suggest(trial_id)
+        searcher.stopping = True
+        searcher.fail_unfinished()
+    third, _ = make_searcher(storage, run_id="run-c", resume=True)
+    config = third.suggest("c")
+    assert config["trial_number"] == 2 and config["seed_trial"] == 0
+    assert config["resume_from"] == [1, 0]  # the newest checkpoint first
+
+
+def test_a_restarted_trial_records_each_epoch_once():
+    # Ray restarts a trial whose worker died: the same trial, which replays its checkpoint.
+    searcher, _ = make_searcher()
+    searcher.suggest("a")
+    run_epochs(searcher, "a", 2)
+    searcher.on_trial_result("a", epoch(1, 0.1, **{RESUMED_FROM_EPOCH: 1}))
+    searcher.on_trial_result("a", epoch(2, 0.25, **{RESUMED_FROM_EPOCH: 1}))  # retrained
+    searcher.on_trial_complete("a", finished(value=0.3) | {RESUMED_FROM_EPOCH: 1})
+    trial = only_trial(searcher)
+    assert trial.intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3}  # the first report stays
+    assert trial.user_attrs[RESUMED_FROM_EPOCH] == 1
+    assert "(restarted, 1 epochs restored)" in searcher.outcome("a").describe()
+
+
+def test_a_refused_checkpoint_is_recorded_with_why():
+    searcher, _ = make_searcher()
+    searcher.suggest("a")
+    why = "cannot resume from /t/state.pt (from another configuration)"
+    searcher.on_trial_result("a", epoch(1, 0.1, **{CHECKPOINT_REFUSED: why}))
+    assert only_trial(searcher).user_attrs[CHECKPOINT_REFUSED] == why
+
+
+def test_no_retry_is_queued_without_resume_and_queued_ones_can_be_withdrawn():
+    storage = optuna.storages.InMemoryStorage()
+    searcher, _ = make_searcher(storage)
+    searcher.suggest("a")
+    searcher.stopping = True
+    searcher.fail_unfinished()
+    assert len(searcher.study.get_trials()) == 1  # none queued
+
+    resuming, _ = make_searcher(storage, run_id="run-b", resume=True)
+    resuming.suggest("b")
+    resuming.stopping = True
+    resuming.fail_unfinished()
+    withdraw_waiting_retries(resuming.study)  # what --no-resume-trials does with it
+    withdrawn = resuming.study.get_trials()[-1]
+    assert withdrawn.state == States.FAIL and withdrawn.user_attrs["retry_of"] == 1
+    assert withdrawn.user_attrs["fail_reason"] == "not run: --no-resume-trials"
+    assert count_finished(resuming.study) == 0 and not waiting_retries(resuming.study)
+
+
+def test_a_killed_drivers_trial_is_retried_once_even_when_two_drivers_mark_it():
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name="s")
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)})
+    trial.set_user_attr("run_id", "killed")
+    trial.report(0.2, 1)
+    stale = study.get_trials()[0]  # what a second driver read before the first marked it
+    assert fail_interrupted_trials(study, resume=True) == [0]
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        _study._fail_orphan(study, stale, resume=True)
+    interrupted, retry, withdrawn = study.get_trials()
+    assert interrupted.state == States.FAIL and interrupted.user_attrs["retried_by"] == 1
+    assert retry.state == States.WAITING
+    assert retry.system_attrs["fixed_params"] == interrupted.params
+    assert withdrawn.state == States.FAIL and withdrawn.user_attrs["fail_reason"] == (
+        "not run: trial #0 was resumed by another driver"
+    )
+    assert waiting_retries(study) == [(1, 0)] and count_finished(study) == 0
