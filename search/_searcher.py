@@ -297,24 +297,8 @@ class TruthfulOptunaSearch(OptunaSearch):
         else:
             epochs = max(steps) if steps else 0
         value = _finite(result.get(METRIC)) if result else None
-        attrs: dict[str, Any] = {"epochs_run": epochs}
         resumed = int(self._resume_attrs.get(trial_id, {}).get(RESUMED_FROM_EPOCH, 0))
-        if resumed:
-            attrs["epochs_trained"] = max(epochs - resumed, 0)
-        if result and "trial_time" in result:
-            attrs["trial_time"] = result["trial_time"]
-        if state == TrialState.COMPLETE:
-            attrs.update(
-                {
-                    k: result[k]
-                    for k in ("wall_time", "device", "precision", "checkpoint_path")
-                    if k in result
-                }
-            )
-        elif state == TrialState.PRUNED:
-            attrs["pruned_by"] = "ASHA"
-        if reason:
-            attrs["fail_reason"] = reason
+        attrs = _final_attrs(state, reason, result, epochs, resumed)
         recorded = True
         try:
             for key, attr in attrs.items():
@@ -419,6 +403,26 @@ class TruthfulOptunaSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         raise RuntimeError("resume a search by re-running it: the study database is the record")
+
+
+def _final_attrs(
+    state: TrialState, reason: str | None, result: dict | None, epochs: int, resumed: int
+) -> dict[str, Any]:
+    """The user attributes a trial gets when it ends in `state` after `epochs` (`resumed` of
+    them restored from a checkpoint)."""
+    attrs: dict[str, Any] = {"epochs_run": epochs}
+    if resumed:
+        attrs["epochs_trained"] = max(epochs - resumed, 0)
+    if result and "trial_time" in result:
+        attrs["trial_time"] = result["trial_time"]
+    if state == TrialState.COMPLETE:
+        kept = ("wall_time", "device", "precision", "checkpoint_path")
+        attrs.update({k: result[k] for k in kept if k in result})
+    elif state == TrialState.PRUNED:
+        attrs["pruned_by"] = "ASHA"
+    if reason:
+        attrs["fail_reason"] = reason
+    return attrs
 
 
 def _finite(value: Any) -> float | None:

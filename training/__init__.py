@@ -40,6 +40,7 @@ from ._io import (
     new_folder,
 )
 from ._trainer import (
+    CheckpointError,
     EpochStats,
     EvalResult,
     NonFiniteLossError,
@@ -66,6 +67,7 @@ __all__ = [
     "EpochStats",
     "EvalResult",
     "LabeledImages",
+    "CheckpointError",
     "NonFiniteLossError",
     "OPTIMIZERS",
     "OutputError",

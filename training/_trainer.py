@@ -676,9 +676,14 @@ class _RunState:
             self.scaler.load_state_dict(state["scaler"])
 
 
-def _refusal(path: str | Path, why: str, run: str = "this trainer") -> ValueError:
+class CheckpointError(ValueError):
+    """A file a run cannot continue from: not a checkpoint of this trainer, or one saved by a
+    run of another configuration. The message names the file and why."""
+
+
+def _refusal(path: str | Path, why: str, run: str = "this trainer") -> CheckpointError:
     """The one error of a file `_RunState.load` cannot continue from."""
-    return ValueError(
+    return CheckpointError(
         f"cannot resume from {path} ({why}); expected the checkpoint an interrupted run of "
         f"{run} saved"
     )
