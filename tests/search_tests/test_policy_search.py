@@ -116,6 +116,9 @@ def test_malformed_policy_stops_before_training(tmp_path, data_root):
         "search.train", "--data", str(data_root), "--policy", str(bad), "--epochs", "1", check=False
     )
     assert done.returncode == 2
+    # Refused while parsing: argparse's usage lines, then one line naming the option and file.
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "sub_policies[1][0]" in lines[0] and "1.5" in lines[0], lines
+    assert lines[0].startswith("usage: ") and "Traceback" not in done.stderr
+    assert lines[-1].startswith("python -m search.train: error: argument --policy: "), lines
+    assert "sub_policies[1][0]" in lines[-1] and "1.5" in lines[-1], lines
     assert "epoch" not in done.stdout
