@@ -64,7 +64,7 @@ from ._resume import (
     SEED_TRIAL,
     space_params,
 )
-from ._searcher import ERROR, exception_line
+from ._searcher import ERROR, METRIC, exception_line
 from ._space import get_space
 
 INJECT_OOM_ENV = "SEARCH_INJECT_OOM_TRIAL"
@@ -177,7 +177,9 @@ def report_errors(body: Callable[..., None], config: dict[str, Any], *args: Any)
         line = exception_line(exc)
     # Reported outside the except block, so the error's frames (and on CUDA their tensors) are
     # freed first.
-    tune.report({ERROR: line, "trial_number": int(config["trial_number"])})
+    # With the metric's key (no value): Tune refuses a result without it, and ASHA and the
+    # searcher pass over one without an epoch.
+    tune.report({ERROR: line, METRIC: None, "trial_number": int(config["trial_number"])})
 
 
 def checkpoint_policy(every: int | None) -> CheckpointPolicy:
