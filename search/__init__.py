@@ -6,6 +6,6 @@ Command lines: `python -m search.train` (one run), `python -m search.run` (a sea
 
 from __future__ import annotations
 
-from ._space import Space, available_spaces, get_space
+from ._space import Recipe, Space, available_spaces, get_space
 
-__all__ = ["Space", "available_spaces", "get_space"]
+__all__ = ["Recipe", "Space", "available_spaces", "get_space"]

@@ -121,6 +121,18 @@ def plain_name(text: str) -> str:
     return text
 
 
+def study_reference(text: str) -> str:
+    """An argparse type: STUDY or STUDY@STORAGE (a study of another storage), STUDY a plain name;
+    split at the first "@", as a storage URL may hold one itself."""
+    name, at, storage = text.partition("@")
+    plain_name(name)
+    if at and not storage:
+        raise argparse.ArgumentTypeError(
+            f"invalid study {text!r}; expected STUDY or STUDY@STORAGE (a storage URL after '@')"
+        )
+    return text
+
+
 def finite_float(text: str) -> float:
     """An argparse type: a number that is finite (no inf or nan, which no range check stops:
     every comparison with nan is false)."""

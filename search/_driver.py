@@ -1,9 +1,10 @@
 """One driver's search on Ray: `run_search(job)` as a few named steps.
 
-Open the study, mark what an interrupted run left RUNNING, train or reuse a density search's
-fold models, start Ray, then make the scheduler, the searcher, the trainable and the tuner, and
-fit. Ctrl+C stops a search cleanly: its unfinished trials are recorded as FAIL (interrupted) and
-a re-run continues. A local Ray listens on 127.0.0.1 only.
+Open the study (seeding a new one with its queued trials), mark what an interrupted run left
+RUNNING, train or reuse a density search's fold models, start Ray, then make the scheduler, the
+searcher, the trainable and the tuner, and fit. Ctrl+C stops a search cleanly: its unfinished
+trials are recorded as FAIL (interrupted) and a re-run continues. A local Ray listens on
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from ._density import prepare_folds, trial_function
 from ._errors import UsageError
 from ._job import SearchJob
 from ._resume import waiting_retries, withdraw_waiting_retries
+from ._seeds import enqueue_seeds, shown_source
 from ._study import (
+    SOURCE_ATTR,
     count_finished,
     fail_interrupted_trials,
     is_storage_error,
@@ -94,8 +97,12 @@ def plan_search(
 
 
 def run_search(job: SearchJob) -> SearchOutcome:
-    """Run the trials the study still lacks on Ray; the study records them."""
-    with opened_study(job.location, job.record) as study:
+    """Run the trials the study still lacks on Ray; the study records them. A study this driver
+    creates is seeded first (search/_seeds.py)."""
+    with opened_study(
+        job.location, job.record, on_create=lambda study: enqueue_seeds(study, job.seeds)
+    ) as study:
+        _say_seeds(study, job)
         already = _start_counting(study, job)
         remaining = job.trials - already
         if remaining <= 0:
@@ -109,6 +116,21 @@ def run_search(job: SearchJob) -> SearchOutcome:
             output_dir=job.output_dir,
         )
         return _run_on_ray(job, already, remaining, folds)
+
+
+def _say_seeds(study: Any, job: SearchJob) -> None:
+    """Say which queued trials the study runs first (seeds, a warm start) and the seed note."""
+    import optuna
+
+    if job.seeds.note:
+        print(job.seeds.note)
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    queued = [t for t in waiting if SOURCE_ATTR in t.user_attrs]
+    if queued:
+        print(
+            f"{len(queued)} queued trial(s) run first: "
+            + ", ".join(f"#{t.number} ({shown_source(t.user_attrs[SOURCE_ATTR])})" for t in queued)
+        )
 
 
 def _start_counting(study: Any, job: SearchJob) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 from training import LabeledImages, locate_cifar10, resolve_precision, train_val_split
 
 from ._errors import UsageError
+from ._seeds import SeedOptions, SeedPlan, resolve_seeds
 from ._space import Space, get_space
 from ._study import (
     DEFAULT_SAMPLER,
@@ -172,6 +173,7 @@ class SearchJob:
     custom_studies_dir: bool  # --studies-dir given (the summary's pasteable commands)
     data_option: str | None  # --data as given
     verbose: bool
+    seeds: SeedPlan = SeedPlan()  # trials a new study runs first (search/_seeds.py)
 
     @property
     def study_name(self) -> str:
@@ -197,6 +199,7 @@ def resolve_job(args: argparse.Namespace) -> SearchJob:
     location = locate_study(args.study or space.name, args.storage, args.studies_dir)
     recorded = recorded_attrs(location)
     _check_same_space(recorded, space, location.name)
+    seeds = _seed_plan(args, space, location)
     settings = resolve_settings(args, space, location.name, recorded)
     if resources.address is None:
         _check_local_precision(settings.precision, resources.gpus_per_trial)
@@ -222,6 +225,7 @@ def resolve_job(args: argparse.Namespace) -> SearchJob:
         custom_studies_dir=args.studies_dir != STUDIES_DIR,
         data_option=args.data,
         verbose=args.verbose,
+        seeds=seeds,
     )
 
 
@@ -230,6 +234,21 @@ def _space(name: str) -> Space:
         return get_space(name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _seed_plan(args: argparse.Namespace, space: Space, location: StudyLocation) -> SeedPlan:
+    """What a new study runs first (its space's recipes, a warm start), read and checked now:
+    a refused warm start writes nothing."""
+    is_new = location.storage is None or not study_exists(location.storage, location.name)
+    return resolve_seeds(
+        SeedOptions(args.seed_trials, args.warm_start, args.warm_start_top),
+        space,
+        study_name=location.name,
+        study_is_new=is_new,
+        trials=args.trials,
+        storage_option=args.storage,
+        studies_dir=location.studies_dir,
+    )
 
 
 def _check_resources(args: argparse.Namespace) -> ResourceOptions:
@@ -365,10 +384,7 @@ def _load_split(
 def _check_space_unchanged(study: Any, space: Space) -> None:
     """Refuse, in one line, a study whose trials were drawn from another version of the space:
     Optuna cannot sample it (a categorical's choices changed) and would fail mid-search."""
-    recorded: dict[str, Any] = {}
-    for trial in study.get_trials(deepcopy=False):
-        recorded.update(trial.distributions)
-    changed = space.changed_parameters(recorded) if recorded else []
+    changed = space.changed_in(study)
     if changed:
         raise UsageError(
             f"study {study.study_name!r} was made with an earlier version of space "

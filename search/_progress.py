@@ -14,6 +14,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from ._searcher import METRIC, TruthfulOptunaSearch
+from ._seeds import shown_source
 from ._space import PROGRESS_WORDS, ProgressWords
 from ._study import RERUN_REASONS
 
@@ -74,7 +75,9 @@ class SearchProgress(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         self.running += 1
-        self._say(f"trial {self._number(trial)} started")
+        source = self.searcher.source(trial.trial_id)
+        shown = f" ({shown_source(source)})" if source else ""
+        self._say(f"trial {self._number(trial)} started{shown}")
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Trial, result: dict, **info: Any

@@ -53,6 +53,7 @@ from ._study import (
     INTERRUPTED_REASON,
     NOT_SAVED_REASON,
     RETRY_DELAYS,
+    SOURCE_ATTR,
     count_claimed,
     is_storage_error,
     storage_error_line,
@@ -178,6 +179,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         self._reported_steps: dict[str, set[int]] = {}
         self._pending_errors: dict[str, dict | None] = {}
         self._outcomes: dict[str, TrialOutcome] = {}
+        self._sources: dict[str, str] = {}  # where queued trials come from (search/_seeds.py)
         self.stopping = False  # set by the driver on Ctrl+C: unfinished trials are interrupted
         self.save_error: tuple[int, str] | None = None  # the first trial that could not save
         self.storage_error: str | None = None  # the database failed even after the retries
@@ -193,6 +195,11 @@ class TruthfulOptunaSearch(OptunaSearch):
         """The Optuna number of Tune trial `trial_id`, once asked for."""
         ot_trial = self._ot_trials.get(trial_id)
         return ot_trial.number if ot_trial is not None else None
+
+    def source(self, trial_id: str) -> str | None:
+        """Where trial `trial_id` comes from when its study was seeded with it ("seed:report",
+        "warm-start:small#12"); None for a sampled trial."""
+        return self._sources.get(trial_id)
 
     def outcome(self, trial_id: str) -> TrialOutcome | None:
         """How trial `trial_id` ended, once the searcher decided it."""
@@ -222,9 +229,12 @@ class TruthfulOptunaSearch(OptunaSearch):
             # An asked trial stays in _ot_trials: `fail_unfinished` tries to end it.
             self._storage_failed(exc, "asking for a new trial")
             return Searcher.FINISHED
+        attrs = ot_trial.user_attrs
+        if SOURCE_ATTR in attrs:
+            self._sources[trial_id] = str(attrs[SOURCE_ATTR])
         # The trainable needs the Optuna number (it names the trial's folder and seeds the run)
         # and, for a retry, the seed and checkpoints of the trial it continues.
-        return {**config, **control_config(ot_trial.number, ot_trial.user_attrs)}
+        return {**config, **control_config(ot_trial.number, attrs)}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._report(trial_id, result)

@@ -11,7 +11,7 @@ import importlib.util
 import pkgutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -37,6 +37,19 @@ PROGRESS_WORDS = {
     # A density trial's steps are slices of the held-out images, its value a density score.
     "density": ProgressWords("slices", "score", "density score"),
 }
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A general configuration of a space, written down before any measurement at the search's
+    scale (not tuned on its results): a new study runs its space's recipes first
+    (search/_seeds.py). `params` gives every parameter the space suggests on its branch, each in
+    the space's range; `source` says where the recipe comes from (a paper, a project, a report).
+    """
+
+    name: str
+    source: str
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,9 @@ class Space:
     # part of the GPU's memory it may hold (search/_trainable.py caps each trial at it): from the
     # peak memory of the space's model, so that the trials sharing a GPU fit in it together.
     gpu_share: float = 0.25
+    # General configurations a new study runs first (`Recipe`; `search.run --no-seed-trials`
+    # leaves them out). Not compared: a space is the same space whatever it seeds with.
+    recipes: tuple[Recipe, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -86,6 +102,9 @@ class Space:
                 f"invalid gpu_share={self.gpu_share!r} in space {self.name!r}; expected a share "
                 "of one GPU in (0, 1]"
             )
+        names = [recipe.name for recipe in self.recipes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"space {self.name!r} declares a recipe name twice: {names}")
 
     @property
     def words(self) -> ProgressWords:
@@ -144,6 +163,14 @@ class Space:
             except ValueError:
                 changed.append(name)
         return changed
+
+    def changed_in(self, study: Any) -> list[str]:
+        """`changed_parameters` of every distribution the trials of `study` (an Optuna study)
+        hold: what a continued or warm-starting study's trials were drawn with."""
+        recorded: dict[str, Any] = {}
+        for trial in study.get_trials(deepcopy=False):
+            recorded.update(trial.distributions)
+        return self.changed_parameters(recorded) if recorded else []
 
 
 # The `studies` package installed beside `search` (in the repository, or in site-packages).

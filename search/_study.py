@@ -612,6 +612,9 @@ def count_claimed(study: Any, own_run_id: str | None = None) -> int:
 # The study's own user attributes (trial attributes are the searcher's): written and read here.
 DENSITY_ATTR = "density"  # a density search's fold-model record (search/_density.py)
 RETRAIN_ATTR = "retrain"  # the latest retrain's summary; "retrain:N" the one of trial N
+# A trial attribute: where a trial queued when its study was made comes from ("seed:report",
+# "warm-start:small#12"; search/_seeds.py).
+SOURCE_ATTR = "source"
 # Defaults of what a study made before an attribute existed holds no value for.
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SEED = 0
@@ -756,14 +759,18 @@ def load_study(location: StudyLocation) -> Any:
 
 
 @contextmanager
-def opened_study(location: StudyLocation, record: StudyRecord) -> Iterator[Any]:
-    """The study, created when new with `record` written (a continued study keeps its own).
+def opened_study(
+    location: StudyLocation,
+    record: StudyRecord,
+    on_create: Callable[[Any], None] | None = None,
+) -> Iterator[Any]:
+    """The study, created when new with `record` written (a continued study keeps its own), and
+    `on_create(study)` called when this call created it (the database decides: of two drivers
+    creating one study at once, one does).
 
     A command that ends inside (an error, Ctrl+C) before its first trial leaves no empty study,
-    nor a SQLite file it created, behind.
+    nor a SQLite file it created, behind: trials it queued and nobody took count for nothing.
     """
-    import optuna
-
     if location.storage is None:
         try:
             location.storage = open_storage(location.url)
@@ -773,14 +780,10 @@ def opened_study(location: StudyLocation, record: StudyRecord) -> Iterator[Any]:
     is_new = not study_exists(location.storage, location.name)
     try:
         try:
-            # Another driver sharing the storage may create it at the same moment.
-            study = optuna.create_study(
-                study_name=location.name,
-                storage=location.storage,
-                direction="maximize",
-                load_if_exists=True,
-            )
+            study, created = _create_or_load(location)
             record.write(study)
+            if created and on_create is not None:
+                on_create(study)
         except Exception as exc:
             raise _write_failed(exc, location.url) from None
         yield study
@@ -788,6 +791,20 @@ def opened_study(location: StudyLocation, record: StudyRecord) -> Iterator[Any]:
         if is_new:
             _discard_unused_study(location)
         raise
+
+
+def _create_or_load(location: StudyLocation) -> tuple[Any, bool]:
+    """The study, and whether this call created it; another driver sharing the storage may
+    create it at the same moment, and the database lets one of them."""
+    import optuna
+
+    try:
+        study = optuna.create_study(
+            study_name=location.name, storage=location.storage, direction="maximize"
+        )
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        return load_study(location), False
 
 
 def _write_failed(exc: Exception, url: str) -> Exception:
@@ -814,6 +831,13 @@ def _remove_paths(paths: Sequence[Path]) -> None:
             pass  # something else was put there meanwhile: not ours to delete
 
 
+def _queued_unused(trial: Any) -> bool:
+    """Whether `trial` is one a new study was seeded with (`SOURCE_ATTR`) and nobody took."""
+    import optuna
+
+    return trial.state == optuna.trial.TrialState.WAITING and SOURCE_ATTR in trial.user_attrs
+
+
 def _discard_unused_study(location: StudyLocation) -> None:
     """Delete the study this command created if it holds no trial, and a SQLite file (with its
     folders) this command created if it then holds no study."""
@@ -825,8 +849,10 @@ def _discard_unused_study(location: StudyLocation) -> None:
         if location.name in names:
             study = load_study(location)
             # Trials, or a driver's heartbeat: someone uses it (another driver may have made
-            # it at the same moment as this one).
-            if study.get_trials(deepcopy=False) or has_driver_record(study):
+            # it at the same moment as this one). Trials queued when it was made (seeds, a warm
+            # start) that no driver took do not count.
+            used = [t for t in study.get_trials(deepcopy=False) if not _queued_unused(t)]
+            if used or has_driver_record(study):
                 return
             optuna.delete_study(study_name=location.name, storage=storage)
             names.remove(location.name)

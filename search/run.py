@@ -7,6 +7,9 @@ Re-running the same command continues the same study; several drivers may share 
 130): its unfinished trials are recorded as FAIL (interrupted) and a re-run continues, running
 each of them again first from its last checkpoint.
 
+A new study runs its space's general recipes first (--no-seed-trials leaves them out) and, with
+--warm-start, the best trials of an earlier study of the same space before them (search/_seeds.py).
+
 A continued study keeps the settings it was made with (split, seed, epochs, model, data): an
 option left out takes the recorded value, a different one is refused. A local Ray listens on
 127.0.0.1 only.
@@ -32,12 +35,14 @@ from ._console import (
     plain_name,
     positive_int,
     seed_value,
+    study_reference,
 )
 from ._driver import run_search
 from ._errors import UsageError
 from ._job import DEFAULT_DRAWS, DEFAULT_FOLDS, DEFAULT_MAX_FAILURES, resolve_job
 from ._resume import CHECKPOINT_BUDGET, CHECKPOINT_INTERVAL
 from ._samplers import SAMPLERS
+from ._seeds import DEFAULT_WARM_START_TOP
 from ._space import available_spaces
 from ._study import DEFAULT_SAMPLER, DEFAULT_SEED, DEFAULT_VAL_SIZE, STORAGE_ENV, STUDIES_DIR
 from ._summary import CONTINUE_HINT, print_summary
@@ -56,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_asha_options(parser.add_argument_group("ASHA"))
     _add_resource_options(parser.add_argument_group("resources"))
     _add_resume_options(parser.add_argument_group("interrupted trials"))
+    _add_seed_options(parser.add_argument_group("trials a new study runs first"))
     add_data_options(
         parser.add_argument_group("data"),
         device=False,
@@ -169,7 +175,7 @@ def _add_resume_options(group: argparse._ArgumentGroup) -> None:
         help="save each trial's training state every N epochs, and at least every "
         f"{CHECKPOINT_INTERVAL / 60:g} minutes, in its folder (removed when the trial ends); "
         "0 = never (default: every epoch whose save costs at most "
-        f"{CHECKPOINT_BUDGET:.0%} of the training time)",
+        f"{CHECKPOINT_BUDGET * 100:.0f}%% of the training time)",
     )
     group.add_argument(
         "--max-failures",
@@ -184,6 +190,38 @@ def _add_resume_options(group: argparse._ArgumentGroup) -> None:
         action="store_false",
         help="do not run again the trials an interrupted run left (Ctrl+C, a killed driver); "
         "by default each runs again first, from its last checkpoint, with the same parameters",
+    )
+
+
+def _add_seed_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--no-seed-trials",
+        dest="seed_trials",
+        action="store_false",
+        help="do not run the space's general recipes first (by default a new study runs each "
+        "first, marked `source` seed:NAME; "
+        + "; ".join(
+            f"{s.name}: {', '.join(r.name for r in s.recipes)}"
+            for s in available_spaces().values()
+            if s.recipes
+        )
+        + ")",
+    )
+    group.add_argument(
+        "--warm-start",
+        type=study_reference,
+        default=None,
+        metavar="STUDY[@STORAGE]",
+        help="a new study runs the best COMPLETE trials of this earlier study of the same space "
+        "first (before the seed recipes), marked `source` warm-start:STUDY#N; STORAGE defaults "
+        "as for --study (--storage, else $SEARCH_STORAGE, else studies/STUDY.db); the study is "
+        "only read",
+    )
+    group.add_argument(
+        "--warm-start-top",
+        type=positive_int,
+        default=None,
+        help=f"how many of its best trials --warm-start takes (default: {DEFAULT_WARM_START_TOP})",
     )
 
 

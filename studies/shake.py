@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search import Space
+from search import Recipe, Space
 from training import TrainConfig
 
 
@@ -33,6 +33,25 @@ def to_config(params: dict[str, Any]) -> TrainConfig:
     )
 
 
+# Shake-Shake's own recipe (Gastaldi 2017, CIFAR-10): SGD, momentum 0.9, lr 0.2, cosine decay
+# without restarts, weight decay 1e-4, batch 128; 2x64d, the width the reference report trained.
+# This space always trains with Nesterov momentum and Cutout 16 (to_config).
+RECIPES = (
+    Recipe(
+        name="gastaldi2017",
+        source="Shake-Shake regularization (Gastaldi 2017), CIFAR-10 training: SGD momentum "
+        "0.9, lr 0.2, cosine decay without restarts, weight decay 1e-4, batch 128; width 2x64d",
+        params={
+            "width": 64,
+            "lr": 0.2,
+            "weight_decay": 1e-4,
+            "batch_size": 128,
+            "schedule": "cosine",
+        },
+    ),
+)
+
+
 SPACE = Space(
     name="shake",
     description="Shake-Shake-26 2xNd: width, lr, weight decay, batch size, schedule",
@@ -44,4 +63,5 @@ SPACE = Space(
     # `peak_memory_gib`): what backward keeps of a 2x96d batch of 256 is about 12 GB in fp32
     # (counted on CPU with saved_tensors_hooks), more than a quarter of a 40 GB GPU.
     gpu_share=1.0,
+    recipes=RECIPES,
 )
