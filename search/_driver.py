@@ -46,6 +46,7 @@ class SearchOutcome:
     error: str | None = None  # why it ended early and what to do (the command then exits 1)
     unrecorded: tuple = ()  # TrialOutcomes of COMPLETE trials the study could not be told
     resumed: tuple = ()  # TrialOutcomes of retries and of trials continued from a checkpoint
+    converged: Any = None  # the Terminator's Estimate that stopped a --stop-when-converged search
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ def _run_on_ray(
         error=_search_error(searcher, job),
         unrecorded=tuple(searcher.unrecorded),
         resumed=tuple(o for o in searcher.outcomes() if o.retry_of is not None or o.resumed_from),
+        converged=searcher.converged,
     )
 
 
@@ -244,6 +246,7 @@ def _make_searcher(job: SearchJob, scheduler: Any, run_id: str, seed: int) -> An
         trial_attrs={"run_id": run_id, "sampler_seed": seed},
         target=job.trials,
         resume_trials=job.resume.resume_trials,
+        stop_when_converged=job.stop_when_converged,
     )
 
 

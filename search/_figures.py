@@ -11,6 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._converge import (
+    MIN_TRIALS,
+    best_found,
+    estimates,
+    maximizes,
+    scored_images,
+    terminator_missing,
+)
+
 # Trial states in the order and colours the learning curves use (plotly's default palette).
 STATE_COLORS = {
     "COMPLETE": "#1f77b4",
@@ -49,11 +58,66 @@ def _need_complete(study: Any, count: int) -> None:
 
 
 def optimization_history(study: Any) -> Any:
-    """Each complete trial's objective and the best so far, by trial number."""
+    """Each complete trial's objective and the best so far, by trial number; the best trial is
+    marked, with where it was found among the finished trials."""
     import optuna.visualization as vis
 
     _need_complete(study, 1)
-    return vis.plot_optimization_history(study)
+    fig = vis.plot_optimization_history(study)
+    found = best_found(study.get_trials(deepcopy=False), maximizes(study))
+    if found is not None:
+        best = study.best_trial
+        fig.add_vline(x=best.number, line={"dash": "dot", "color": "#2ca02c"})
+        fig.add_annotation(
+            x=best.number, y=best.value, text=found.line(), showarrow=True, arrowhead=2, ax=-40
+        )
+        fig.update_layout(title=f"Optimization History Plot: {found.line()}")
+    return fig
+
+
+def convergence(study: Any) -> Any:
+    """Optuna's Terminator after each COMPLETE trial: its regret bound against the best trial's
+    error on the split (search/_converge.py); below it, from MIN_TRIALS on, more trials are
+    unlikely to help."""
+    import plotly.graph_objects as go
+
+    reason = terminator_missing()
+    if reason:
+        raise Skip(reason)
+    _need_complete(study, 2)
+    points = estimates(study.get_trials(deepcopy=False), scored_images(study), maximizes(study))
+    fig = go.Figure()
+    for judged, name, opacity in ((False, "before judging", 0.35), (True, "judged", 1.0)):
+        shown = [p for p in points if p.judged == judged]
+        fig.add_trace(
+            go.Scatter(
+                x=[p.number for p in shown],
+                y=[p.regret_bound for p in shown],
+                mode="lines+markers",
+                name=f"regret bound ({name})",
+                line={"color": f"rgba(99, 110, 250, {opacity})"},
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[p.number for p in points],
+            y=[p.error for p in points],
+            mode="lines",
+            name="error of the best (split)",
+            line={"color": "rgb(239, 85, 59)"},
+        )
+    )
+    stop = next((p for p in points if p.converged), None)
+    if stop is not None:
+        fig.add_vline(x=stop.number, line={"dash": "dash", "color": "#2ca02c"})
+    said = f"would stop after trial #{stop.number}" if stop else "not converged"
+    fig.update_layout(
+        title=f"Terminator: regret bound against error ({said}; judged from {MIN_TRIALS} "
+        "COMPLETE trials)",
+        xaxis_title="trial number",
+        yaxis_title=f"{study.user_attrs.get('metric', 'objective')} (regret bound, error)",
+    )
+    return fig
 
 
 def learning_curves(study: Any) -> Any:
@@ -163,6 +227,7 @@ def timeline(study: Any) -> Any:
 
 FIGURES: list[tuple[str, Callable[[Any], Any]]] = [
     ("Optimization history", optimization_history),
+    ("Convergence", convergence),
     ("Learning curves", learning_curves),
     ("Parallel coordinates", parallel_coordinates),
     ("Parameter importances", param_importances),

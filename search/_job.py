@@ -174,6 +174,7 @@ class SearchJob:
     data_option: str | None  # --data as given
     verbose: bool
     seeds: SeedPlan = SeedPlan()  # trials a new study runs first (search/_seeds.py)
+    stop_when_converged: bool = False  # ask for no trials once the Terminator says converged
 
     @property
     def study_name(self) -> str:
@@ -226,7 +227,21 @@ def resolve_job(args: argparse.Namespace) -> SearchJob:
         data_option=args.data,
         verbose=args.verbose,
         seeds=seeds,
+        stop_when_converged=_stop_when_converged(args),
     )
+
+
+def _stop_when_converged(args: argparse.Namespace) -> bool:
+    """--stop-when-converged, refused where Optuna has no Terminator (removed in Optuna 6)."""
+    from ._converge import terminator_missing
+
+    missing = terminator_missing() if args.stop_when_converged else None
+    if missing:
+        raise UsageError(
+            f"invalid --stop-when-converged: {missing}; expected Optuna 3.2 to 5.x, or leave "
+            "the option out"
+        )
+    return bool(args.stop_when_converged)
 
 
 def _space(name: str) -> Space:

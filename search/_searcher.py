@@ -18,7 +18,10 @@ error while telling a result loses it. Here:
 - every write to the study is retried while the database fails; a COMPLETE that still cannot be
   recorded is said loudly (trial, value, weights path) and kept in `unrecorded`;
 - with a `target`, no trial is asked for once the study holds that many finished or live trials,
-  so several drivers sharing one study stop at --trials together.
+  so several drivers sharing one study stop at --trials together;
+- with `stop_when_converged`, no trial is asked for once Optuna's Terminator judges the study
+  converged (search/_converge.py); it is judged only when a trial completed since the last
+  judgement (a GP fit each time) and no WAITING trial (a retry, an enqueued trial) remains.
 All these decisions are made by `decide`; what was decided for a trial is `outcome(trial_id)`.
 """
 
@@ -41,6 +44,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from ._converge import MIN_TRIALS, Estimate, estimate, maximizes, scored_images
 from ._resume import (
     CHECKPOINT_REFUSED,
     RESUMED_FROM_EPOCH,
@@ -55,8 +59,10 @@ from ._study import (
     RETRY_DELAYS,
     SOURCE_ATTR,
     count_claimed,
+    count_finished,
     is_storage_error,
     storage_error_line,
+    write_converged_record,
     write_with_retries,
 )
 
@@ -166,9 +172,13 @@ class TruthfulOptunaSearch(OptunaSearch):
         resume_trials: bool = False,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         stream: TextIO | None = None,
+        stop_when_converged: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self._stop_when_converged = stop_when_converged
+        self._judged_complete = 0  # COMPLETE trials at the last convergence judgement
+        self.converged: Estimate | None = None  # the estimate that stopped the search
         self._resume_trials = resume_trials
         self._resume_attrs: dict[str, dict[str, Any]] = {}  # recorded resume attributes per trial
         self._scheduler = scheduler
@@ -215,6 +225,8 @@ class TruthfulOptunaSearch(OptunaSearch):
         if self.save_error or self.storage_error:
             return Searcher.FINISHED  # the next trials would fail the same way
         if self._target is not None and self._target_reached():
+            return Searcher.FINISHED
+        if self._stop_when_converged and self._converged():
             return Searcher.FINISHED
         try:
             config = super().suggest(trial_id)
@@ -362,6 +374,36 @@ class TruthfulOptunaSearch(OptunaSearch):
         except Exception as exc:  # a storage hiccup: go on, the study will say what ran
             logger.warning("could not count the study's trials: %s", exc)
             return False
+
+    def _converged(self) -> bool:
+        """Whether Optuna's Terminator judges the study converged; judged again only when a trial
+        completed since, and only once no WAITING trial is left (they run first)."""
+        if self.converged is not None:
+            return True
+        try:
+            trials = self.study.get_trials(deepcopy=False)
+            complete = sum(t.state == TrialState.COMPLETE for t in trials)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            if waiting or complete < MIN_TRIALS or complete == self._judged_complete:
+                return False
+            self._judged_complete = complete
+            judged = estimate(trials, scored_images(self.study), maximizes(self.study))
+        except Exception as exc:  # a storage hiccup or a GP that cannot be fitted: go on
+            logger.warning("could not judge whether the search converged: %s", exc)
+            return False
+        if not judged.converged:
+            return False
+        self.converged = judged
+        print(f"converged: {judged.line()}; no new trials are asked for", flush=True)
+        record = {**judged.to_attrs(), "finished": count_finished(self.study)}
+        record["run_id"] = self._trial_attrs.get("run_id")
+        try:
+            self._write(lambda: write_converged_record(self.study, record))
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            self._storage_failed(exc, "recording that the search converged")
+        return True
 
     def _report(self, trial_id: str, result: dict) -> None:
         """Record the epoch's validation accuracy once per step, the last epoch included."""

@@ -615,6 +615,7 @@ RETRAIN_ATTR = "retrain"  # the latest retrain's summary; "retrain:N" the one of
 # A trial attribute: where a trial queued when its study was made comes from ("seed:report",
 # "warm-start:small#12"; search/_seeds.py).
 SOURCE_ATTR = "source"
+CONVERGED_ATTR = "converged"  # a --stop-when-converged search's stop (search/_converge.py)
 # Defaults of what a study made before an attribute existed holds no value for.
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SEED = 0
@@ -689,6 +690,16 @@ def density_record(study: Any) -> dict[str, Any] | None:
 
 def write_density_record(study: Any, record: dict[str, Any]) -> None:
     write_with_retries(lambda: study.set_user_attr(DENSITY_ATTR, record))
+
+
+def converged_record(study: Any) -> dict[str, Any] | None:
+    """The last --stop-when-converged stop of the study; None when none stopped it."""
+    return study.user_attrs.get(CONVERGED_ATTR)
+
+
+def write_converged_record(study: Any, record: dict[str, Any]) -> None:
+    """Record that a driver stopped asking for trials because the search converged."""
+    study.set_user_attr(CONVERGED_ATTR, record)
 
 
 def write_retrain_summary(study: Any, trial_number: int, summary: dict[str, Any]) -> None:

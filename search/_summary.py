@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._converge import best_found, estimate_line, maximizes
 from ._driver import SearchOutcome
 from ._job import SearchJob
 from ._study import (
@@ -48,6 +49,7 @@ def print_summary(job: SearchJob, outcome: SearchOutcome) -> None:
         print("no trial completed: nothing to retrain yet")
         return
     _print_best(best, job)
+    _print_convergence(study)
     sys.stdout.flush()
 
 
@@ -77,6 +79,12 @@ def _reload(job: SearchJob) -> Any:
 def _print_progress(study: Any, job: SearchJob, outcome: SearchOutcome) -> None:
     if outcome.stopped:
         print(f"stopped (Ctrl+C); {CONTINUE_HINT}")
+    elif outcome.converged is not None:
+        print(
+            f"stopped as converged after {count_finished(study)} of --trials {job.trials} "
+            f"finished: {outcome.converged.line()}; run again without --stop-when-converged "
+            "for the rest"
+        )
     elif count_finished(study) < job.trials:
         if count_claimed(study) >= job.trials:
             print(
@@ -85,6 +93,20 @@ def _print_progress(study: Any, job: SearchJob, outcome: SearchOutcome) -> None:
             )
         elif not outcome.error:
             print(f"the search stopped before reaching --trials; {CONTINUE_HINT}")
+
+
+def _print_convergence(study: Any) -> None:
+    """Where the best trial was found and, from Optuna's Terminator, whether more trials pay."""
+    found = best_found(study.get_trials(deepcopy=False), maximizes(study))
+    if found is not None:
+        print(found.line())
+    try:
+        line = estimate_line(study)
+    except Exception as exc:  # a GP that cannot be fitted costs the line, not the summary
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        line = f"Optuna's Terminator: no estimate ({type(exc).__name__}: {reason})"
+    if line:
+        print(line)
 
 
 def _print_resumed(job: SearchJob, outcome: SearchOutcome) -> None:

@@ -24,9 +24,10 @@ from ._console import (
     open_study_from_args,
     path_option,
 )
+from ._converge import best_found, maximizes
 from ._errors import UsageError
 from ._figures import Section, study_figures
-from ._study import redact
+from ._study import converged_record, redact
 
 REPORT_NAME = "report.html"
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
@@ -103,6 +104,7 @@ def summary_html(study: Any, storage_url: str) -> str:
     trials = study.get_trials(deepcopy=False)
     best = _best_trial(study)
     rows = _study_rows(study, storage_url, trials) + [_best_row(study, best)]
+    rows += _convergence_rows(study, trials)
     rows += _retrain_rows(study.user_attrs)
     parts = [_rows(rows)]
     if best is not None:
@@ -149,6 +151,28 @@ def _best_row(study: Any, best: Any) -> tuple[str, str]:
             f"{best.user_attrs.get('epochs_run', '?')} epochs"
         ),
     )
+
+
+def _convergence_rows(study: Any, trials: list) -> list[tuple[str, str]]:
+    """Where the best trial was found, and a --stop-when-converged stop when one happened."""
+    rows = []
+    found = best_found(trials, maximizes(study))
+    if found is not None:
+        rows.append(("best found", html.escape(found.line())))
+    stop = converged_record(study)
+    if isinstance(stop, dict):
+        rows.append(
+            (
+                "stopped converged",
+                html.escape(
+                    f"after trial #{stop.get('trial', '?')} ({stop.get('finished', '?')} "
+                    f"finished, {stop.get('complete', '?')} COMPLETE): Optuna's Terminator's "
+                    f"regret bound {_percent(stop.get('regret_bound'))} < error "
+                    f"{_percent(stop.get('error'))}"
+                ),
+            )
+        )
+    return rows
 
 
 def _retrain_rows(attrs: dict[str, Any]) -> list[tuple[str, str]]:

@@ -37,6 +37,7 @@ from ._console import (
     seed_value,
     study_reference,
 )
+from ._converge import MIN_TRIALS
 from ._driver import run_search
 from ._errors import UsageError
 from ._job import DEFAULT_DRAWS, DEFAULT_FOLDS, DEFAULT_MAX_FAILURES, resolve_job
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         val_size_default=(None, f"the study's, else {DEFAULT_VAL_SIZE}"),
     )
     _add_density_options(parser.add_argument_group("density (policy spaces)"))
+    _add_convergence_options(parser.add_argument_group("convergence"))
     return parser
 
 
@@ -246,6 +248,17 @@ def _add_density_options(group: argparse._ArgumentGroup) -> None:
         default=None,
         help="augmented copies of each held-out image, correct if any is (default: the "
         f"study's, else {DEFAULT_DRAWS})",
+    )
+
+
+def _add_convergence_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--stop-when-converged",
+        action="store_true",
+        help="ask for no more trials once Optuna's Terminator judges the study converged: from "
+        f"{MIN_TRIALS} COMPLETE trials on, when its regret bound is below the best trial's "
+        "standard error on the validation split (--trials stays the most it runs; WAITING "
+        "retries run first)",
     )
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from search import _figures, report
+from search._converge import best_found
 from training import _io
 
 REPO = Path(__file__).resolve().parents[2]
 # Section headings of the page and the titles inside the plotly figures, in page order.
 HEADINGS = [
     "Optimization history",
+    "Convergence",
     "Learning curves",
     "Parallel coordinates",
     "Parameter importances",
@@ -26,7 +28,8 @@ HEADINGS = [
     "Timeline",
 ]
 FIGURE_TITLES = [
-    "Optimization History Plot",
+    "Optimization History Plot: best found at trial #",
+    "Terminator: regret bound against error (",
     "Learning Curves",
     "Parallel Coordinate Plot",
     "Hyperparameter Importances",
@@ -88,14 +91,30 @@ def test_report_has_every_figure(real_study, tmp_path):
             intermediate_values=best.intermediate_values,
         )
     )
+    # What a --stop-when-converged search records when it stops (search/_searcher.py).
+    stop = {"trial": 7, "complete": 20, "regret_bound": 0.0031, "error": 0.0059, "finished": 30}
+    study.set_user_attr("converged", stop)
     out = tmp_path / "r.html"
     report.main(["--study", real_study.name, "--storage", url, "-o", str(out)])
     page = out.read_text(encoding="utf-8")
-    assert page.count('class="plotly-graph-div"') == 6
+    assert page.count('class="plotly-graph-div"') == 7
     assert re.findall(r"<h2>([^<]*)</h2>", page) == HEADINGS
     for title in FIGURE_TITLES:
         assert title in page
     assert 'class="note"' not in page
+    # The best so far is marked where it was found, and the header says it too.
+    found = best_found(study.get_trials())
+    assert found.line() in page
+    assert f"<tr><th>best found</th><td>{html.escape(found.line())}</td></tr>" in page
+    assert (
+        "<tr><th>stopped converged</th><td>after trial #7 (30 finished, 20 COMPLETE): "
+        "Optuna&#x27;s Terminator&#x27;s regret bound 0.31% &lt; error 0.59%</td></tr>"
+    ) in page
+    # The Terminator's curve: one regret bound and one error per COMPLETE trial from the 2nd.
+    complete = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    assert '"name":"error of the best (split)"' in page
+    assert '"name":"regret bound (before judging)"' in page
+    assert complete >= 2
 
 
 @pytest.mark.slow
@@ -182,8 +201,7 @@ def test_failing_figure_becomes_a_note(real_study, tmp_path, monkeypatch):
     def broken(study):
         raise RuntimeError("boom\nsecond line")
 
-    figures = list(_figures.FIGURES)
-    figures[4] = ("Slices", broken)
+    figures = [(title, broken if title == "Slices" else build) for title, build in _figures.FIGURES]
     monkeypatch.setattr(_figures, "FIGURES", figures)
     out = tmp_path / "r.html"
     report.main(["--study", real_study.name, "--storage", real_study.url, "-o", str(out)])
@@ -253,6 +271,9 @@ def test_too_few_trials_gives_notes(tmp_path):
         "not drawn: no trial has reported an intermediate value yet"
     )
     assert sections["Optimization history"].figure is not None
+    assert sections["Convergence"].note == (
+        "not drawn: needs at least 2 COMPLETE trials; the study has 1"
+    )
 
     empty = optuna.create_study(study_name="empty", storage=url)
     notes = [s.note for s in _figures.study_figures(empty)]
