@@ -190,9 +190,17 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path, data_root):
     assert len(finished) == 4
     retried = {t.user_attrs.get("retry_of") for t in finished}
     assert interrupted <= retried, (interrupted, retried)
+    by_number = {t.number: t for t in trials}
     for trial in finished:
-        if trial.user_attrs.get("retry_of") in fresh:  # no epoch done: it started over
-            assert "resumed_from_epoch" not in trial.user_attrs
+        if "retry_of" not in trial.user_attrs:
+            continue
+        # It continued from its checkpoint: the epochs the interrupted trial recorded, or one
+        # more (saved before the Ctrl+C, reported never); those trained make up the rest.
+        before = by_number[trial.user_attrs["retry_of"]].intermediate_values
+        restored = trial.user_attrs.get("resumed_from_epoch", 0)
+        assert len(before) <= restored <= len(before) + 1, (before, trial.user_attrs)
+        if restored:
+            assert restored + trial.user_attrs["epochs_trained"] == trial.user_attrs["epochs_run"]
     assert not list(tmp_path.glob("cnn_reg/trials/*/state.pt"))  # checkpoints are removed
 
 
