@@ -134,6 +134,22 @@ def busy_training(trials: list):
     return None
 
 
+def kill_a_busy_worker(command: list[str], log_dir: Path) -> tuple:
+    """Run the search, SIGKILL the worker of a trial that is training (`busy_training`), let the
+    search end (it must exit 0); the trial as it was, the worker's pid, and what it printed."""
+    driver = start(command, log_dir)
+    try:
+        trials = wait_for(log_dir, driver, lambda trials: busy_training(trials) is not None)
+        victim = busy_training(trials)
+        worker = trial_worker(driver.pid, victim.user_attrs["ray_trial_id"])
+        assert worker is not None, "no Ray worker process found for the running trial"
+        os.kill(worker, signal.SIGKILL)
+    finally:
+        stdout, stderr = finish(driver, log_dir)
+    assert driver.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    return victim, worker, stdout
+
+
 def assert_dense_and_settled(trials: list) -> None:
     assert [t.number for t in trials] == list(range(len(trials)))
     assert all(t.state != States.RUNNING for t in trials), [t.state for t in trials]
@@ -212,17 +228,7 @@ def test_killed_trial_worker_is_restarted_from_its_checkpoint(tmp_path, data_roo
         4,
         *("--grace-period", str(MAX_EPOCHS), "--checkpoint-every", "1", "--precision", "fp32"),
     )
-    driver = start(command, tmp_path)
-    try:
-        trials = wait_for(tmp_path, driver, lambda trials: busy_training(trials) is not None)
-        victim = busy_training(trials)
-        worker = trial_worker(driver.pid, victim.user_attrs["ray_trial_id"])
-        assert worker is not None, "no Ray worker process found for the running trial"
-        os.kill(worker, signal.SIGKILL)
-    finally:
-        stdout, stderr = finish(driver, tmp_path)
-
-    assert driver.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    victim, _, stdout = kill_a_busy_worker(command, tmp_path)
     trials = load(tmp_path).get_trials()
     assert_dense_and_settled(trials)
     assert len(trials) == 4  # one row for the victim: the same trial went on
@@ -241,17 +247,7 @@ def test_killed_trial_worker_is_restarted_from_its_checkpoint(tmp_path, data_roo
 
 def test_killed_trial_worker_fails_that_trial_without_restarts(tmp_path, data_root):
     command = search_command(tmp_path, data_root, 4, "--max-failures", "0")
-    driver = start(command, tmp_path)
-    try:
-        trials = wait_for(tmp_path, driver, lambda trials: busy_training(trials) is not None)
-        victim = busy_training(trials)
-        worker = trial_worker(driver.pid, victim.user_attrs["ray_trial_id"])
-        assert worker is not None, "no Ray worker process found for the running trial"
-        os.kill(worker, signal.SIGKILL)
-    finally:
-        stdout, stderr = finish(driver, tmp_path)
-
-    assert driver.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    victim, worker, stdout = kill_a_busy_worker(command, tmp_path)
     trials = load(tmp_path).get_trials()
     assert_dense_and_settled(trials)
     failed = [t for t in trials if t.state == States.FAIL]
