@@ -176,9 +176,8 @@ def report_errors(body: Callable[..., None], config: dict[str, Any], *args: Any)
     except Exception as exc:  # Ray's stop of a trial is a SystemExit: it passes
         line = exception_line(exc)
     # Reported outside the except block, so the error's frames (and on CUDA their tensors) are
-    # freed first.
-    # With the metric's key (no value): Tune refuses a result without it, and ASHA and the
-    # searcher pass over one without an epoch.
+    # freed first; with the metric's key but no value, since Tune refuses a result without the
+    # key, and ASHA and the searcher pass over a result without an epoch.
     tune.report({ERROR: line, METRIC: None, "trial_number": int(config["trial_number"])})
 
 
