@@ -210,11 +210,12 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path, data_root):
     for trial in finished:
         if "retry_of" not in trial.user_attrs:
             continue
-        # It continued from its checkpoint: the epochs the interrupted trial recorded, or one
-        # more (saved before the Ctrl+C, reported never); those trained make up the rest.
+        # It continued from its last checkpoint: at most one epoch past those the interrupted
+        # trial recorded (saved before the Ctrl+C, never reported), fewer when the default
+        # policy's 2 % budget skipped a save; the epochs trained make up the rest.
         before = by_number[trial.user_attrs["retry_of"]].intermediate_values
         restored = trial.user_attrs.get("resumed_from_epoch", 0)
-        assert len(before) <= restored <= len(before) + 1, (before, trial.user_attrs)
+        assert restored <= len(before) + 1, (before, trial.user_attrs)
         if restored:
             assert restored + trial.user_attrs["epochs_trained"] == trial.user_attrs["epochs_run"]
     assert not list(tmp_path.glob("cnn_reg/trials/*/state.pt"))  # checkpoints are removed
