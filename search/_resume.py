@@ -94,22 +94,23 @@ def withdraw_retry(study: Any, retry_id: int, why: str) -> None:
         storage.set_trial_state_values(retry_id, optuna.trial.TrialState.FAIL)
 
 
-def waiting_retries(study: Any) -> list[tuple[int, int]]:
-    """(retry, interrupted trial) of every retry queued and not yet taken by a driver."""
+def _queued_retries(study: Any) -> list[Any]:
+    """The retries queued and not yet taken by a driver (FrozenTrials)."""
     import optuna
 
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    return [(t.number, int(t.user_attrs[RETRY_OF])) for t in waiting if RETRY_OF in t.user_attrs]
+    return [t for t in waiting if RETRY_OF in t.user_attrs]
+
+
+def waiting_retries(study: Any) -> list[tuple[int, int]]:
+    """(retry, interrupted trial) of every retry queued and not yet taken by a driver."""
+    return [(t.number, int(t.user_attrs[RETRY_OF])) for t in _queued_retries(study)]
 
 
 def withdraw_waiting_retries(study: Any) -> None:
     """End every queued retry without running it (--no-resume-trials)."""
-    import optuna
-
-    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    for trial in waiting:
-        if RETRY_OF in trial.user_attrs:
-            withdraw_retry(study, trial._trial_id, "--no-resume-trials")
+    for trial in _queued_retries(study):
+        withdraw_retry(study, trial._trial_id, "--no-resume-trials")
 
 
 def resumed_trials(trials: list[Any]) -> list[tuple[int, int, int]]:
