@@ -89,6 +89,16 @@ def positive_int(text: str) -> int:
     return _whole_number(text, minimum=1)
 
 
+def epoch_count(text: str) -> int:
+    """An argparse type: a number of epochs, a whole number in [1, training.MAX_EPOCHS]."""
+    from training._config import MAX_EPOCHS
+
+    value = _whole_number(text, minimum=1)
+    if value > MAX_EPOCHS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_EPOCHS} epochs, got {value}")
+    return value
+
+
 def nonnegative_int(text: str) -> int:
     """An argparse type: a whole number >= 0."""
     return _whole_number(text, minimum=0)

@@ -47,6 +47,7 @@ from ._console import (
     add_data_options,
     add_precision_option,
     add_study_options,
+    epoch_count,
     error_exit,
     format_epoch,
     format_test_report,
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--epochs",
-        type=positive_int,
+        type=epoch_count,
         default=None,
         help="epochs (default: the space's full length, 125 for cnn_reg)",
     )

@@ -30,6 +30,7 @@ from ._console import (
     HelpFormatter,
     add_data_options,
     add_precision_option,
+    epoch_count,
     error_exit,
     nonnegative_int,
     plain_name,
@@ -97,7 +98,7 @@ def _add_study_options(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument(
         "--max-epochs",
-        type=positive_int,
+        type=epoch_count,
         default=None,
         help="epochs of a trial that ASHA never stops (default: the study's, else the space's)",
     )
@@ -135,7 +136,7 @@ def _add_study_options(group: argparse._ArgumentGroup) -> None:
 def _add_asha_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--grace-period",
-        type=positive_int,
+        type=epoch_count,
         default=None,
         help="epochs every trial gets before ASHA may stop it (default: the space's, at most "
         "--max-epochs)",

@@ -18,6 +18,9 @@ import torch
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Seeds go to torch.Generator.manual_seed, which takes a signed 64-bit integer.
 SEED_LIMIT = 2**63
+# Far beyond any schedule in use (Shake-Shake's 1800 epochs): a larger count is a typo, and would
+# run for ever.
+MAX_EPOCHS = 100_000
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,12 @@ class TrainConfig:
     def _check_optimizer(self) -> None:
         """The model, the run's length and the optimizer's settings, and the seed."""
         _check(isinstance(self.model, str) and self.model, "model", self.model, "a model name")
-        _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        _check(
+            1 <= self.epochs <= MAX_EPOCHS,
+            "epochs",
+            self.epochs,
+            f"an integer in [1, {MAX_EPOCHS}]",
+        )
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, _one_of(OPTIMIZERS))
         _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite positive number")

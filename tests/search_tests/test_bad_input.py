@@ -49,6 +49,10 @@ def one_error_line(stderr: str) -> str:
         (["--trials", "abc"], "argument --trials: expected a whole number, got 'abc'"),
         (["--max-epochs", "-1"], "argument --max-epochs: expected a whole number >= 1, got -1"),
         (
+            ["--max-epochs", str(10**30)],
+            f"argument --max-epochs: expected at most 100000 epochs, got {10**30}",
+        ),
+        (
             ["--seed", str(2**70)],
             f"argument --seed: expected a whole number below 2**63, got {2**70}",
         ),

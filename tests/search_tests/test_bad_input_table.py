@@ -159,6 +159,17 @@ CASES = {
         ("argument --lr: expected a finite number, got 'inf'",),
         argparse=True,
     ),
+    "train --epochs 10**30": Case(
+        "train",
+        [*TRAIN, "--epochs", str(10**30)],
+        (f"invalid epochs={10**30}", "expected an integer in [1, 100000]"),
+    ),
+    "retrain --epochs 10**30": Case(
+        "retrain",
+        [*RETRAIN, *NO_DATA, "--out", "TMP/out", "--epochs", str(10**30)],
+        (f"argument --epochs: expected at most 100000 epochs, got {10**30}",),
+        argparse=True,
+    ),
     "train --seed 2**70": Case(
         "train",
         [*TRAIN, "--seed", str(2**70)],
