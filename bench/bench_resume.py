@@ -89,17 +89,12 @@ def started_over(command: list[str], trial: Any) -> tuple[float, float]:
     import torch
 
     from search._job import resolve_job
-    from search._space import get_space
+    from search._trainable import rerun_config
     from search.run import build_parser
     from training import train
 
     job = resolve_job(build_parser().parse_args(command[3:]))
-    config = get_space("cnn_reg").trial_config(
-        trial.params,
-        epochs=job.settings.max_epochs,
-        seed=job.settings.seed + int(trial.user_attrs.get("seed_trial", trial.number)),
-        precision=job.settings.precision,
-    )
+    config = rerun_config(job.space.name, job.settings, trial)
     torch.set_num_threads(1)
     start = time.perf_counter()
     result = train(config, job.train_set, job.val_set, device="cpu")

@@ -194,6 +194,27 @@ def checkpoint_policy(every: int | None) -> CheckpointPolicy:
     )
 
 
+def trial_train_config(
+    space: str, settings: Any, params: dict[str, Any], seed_trial: int
+) -> TrainConfig:
+    """The run trial `seed_trial`'s `params` stand for in a search of `space` with `settings`
+    (TrialSettings, or the job's StudySettings): its epochs, seed, model and precision."""
+    return get_space(space).trial_config(
+        params,
+        epochs=settings.max_epochs,
+        seed=settings.seed + seed_trial,
+        model=settings.model,
+        precision=settings.precision,
+    )
+
+
+def rerun_config(space: str, settings: Any, trial: Any) -> TrainConfig:
+    """What a study's finished `trial` (an optuna FrozenTrial) trained, to train it again: a
+    retry's seed is that of the trial it continued."""
+    seed_trial = int(trial.user_attrs.get(SEED_TRIAL, trial.number))
+    return trial_train_config(space, settings, trial.params, seed_trial)
+
+
 def _train_trial(
     config: dict[str, Any],
     settings: TrialSettings,
@@ -202,13 +223,9 @@ def _train_trial(
 ) -> None:
     number = int(config["trial_number"])
     params = space_params(config)
-    train_config = get_space(settings.space).trial_config(
-        params,
-        epochs=settings.max_epochs,
-        # A retry trains with the seed of the trial it continues: the same run.
-        seed=settings.seed + int(config.get(SEED_TRIAL, number)),
-        model=settings.model,
-        precision=settings.precision,
+    # A retry trains with the seed of the trial it continues: the same run.
+    train_config = trial_train_config(
+        settings.space, settings, params, int(config.get(SEED_TRIAL, number))
     )
     device, device_name = trial_device(settings)
     folder = trial_dir(settings.output_dir, number)

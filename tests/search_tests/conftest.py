@@ -48,17 +48,12 @@ def uninterrupted_value(command: list[str], trial) -> float:
     import torch
 
     from search._job import resolve_job
-    from search._space import get_space
+    from search._trainable import rerun_config
     from search.run import build_parser
     from training import train
 
     job = resolve_job(build_parser().parse_args(command[command.index("search.run") + 1 :]))
-    config = get_space(job.space.name).trial_config(
-        trial.params,
-        epochs=job.settings.max_epochs,
-        seed=job.settings.seed + int(trial.user_attrs.get("seed_trial", trial.number)),
-        precision=job.settings.precision,
-    )
+    config = rerun_config(job.space.name, job.settings, trial)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
