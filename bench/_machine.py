@@ -1,30 +1,29 @@
-"""What the benchmarks ran on, for the record each one prints."""
+"""What the benchmarks ran on, for the record each one prints: training's `machine_name`, the one
+place that names a machine (search.compare's log names it the same way)."""
 
 from __future__ import annotations
 
-import platform
+import sys
 from pathlib import Path
+
+# The repository's own packages, also for a script that imports this before it puts them on the
+# path (bench_search.py).
+_REPO = str(Path(__file__).resolve().parent.parent)
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
 
 
 def cpu_model() -> str:
     """The CPU model name (with family/model numbers) from /proc/cpuinfo, else from platform."""
-    try:
-        fields: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-        if "model name" in fields:
-            return (
-                f"{fields['model name']} (family {fields.get('cpu family', '?')}, "
-                f"model {fields.get('model', '?')})"
-            )
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from training import cpu_model as model
+
+    return model()
 
 
 def machine_name() -> str:
     """The GPU's name when CUDA is available, else the CPU model."""
     import torch
 
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_model()
+    from training import machine_name as name
+
+    return name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))

@@ -33,6 +33,7 @@ Scales (`--scale`, each value can still be given by its own option):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import subprocess
 import sys
@@ -194,51 +195,55 @@ def _do_nothing() -> dict[str, Any]:
 
 
 def run_training(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    """Each policy x seed on the same child, recipe and schedule, tested on the test split."""
+    """Each policy x seed on the same child, recipe and schedule, tested on the test split:
+    search.compare's runner, logged into --log as this benchmark's rows."""
     import torch
 
+    from search import CompareEntry, RunHooks, read_compare_data, train_runs
     from studies.policy import child_recipe
-    from training import evaluate, load_cifar10, stratified_split, train, train_val_split
 
     done = {(r["row"], r["seed"]) for r in rows if r["row"] != "search"}
-    todo = [(p, s) for p in args.policies for s in args.seeds if (p, s) not in done]
-    if not todo:
+    exported = str(args.work / "policy.json")
+    base = child_recipe().replace(epochs=args.epochs)
+    if args.precision:
+        base = base.replace(precision=args.precision)
+    entries = [
+        CompareEntry(
+            name, base.replace(policy={"none": None, "exported": exported}.get(name, name))
+        )
+        for name in args.policies
+    ]
+    if all((e.name, s) in done for e in entries for s in args.seeds):
         return
     torch.set_num_threads(args.threads)
-    data = load_cifar10(args.data, "train")
-    train_set, _ = train_val_split(data, args.val_size, args.split_seed, args.train_size)
-    test_set = load_cifar10(args.data, "test")
-    if args.test_size:  # smoke runs only: a stratified part of the test split
-        _, part = stratified_split(test_set.labels, args.test_size, 0)
-        test_set = test_set.subset(part)
-    exported = str(args.work / "policy.json")
-    for name, seed in todo:
-        policy = {"none": None, "exported": exported}.get(name, name)
-        config = child_recipe().replace(epochs=args.epochs, seed=seed, policy=policy)
-        if args.precision:
-            config = config.replace(precision=args.precision)
-        start = time.perf_counter()
-        # No validation pass per epoch: nothing here reads it, and it would cost a quarter of
-        # the run; the test split is evaluated once, at the end.
-        result = train(config, train_set, device=args.device)
-        tested = evaluate(result.model, test_set, device=args.device, precision=result.precision)
+    data, write_caches = read_compare_data(
+        args.data,
+        train_size=args.train_size,
+        val_size=args.val_size,
+        split_seed=args.split_seed,
+        test_size=args.test_size,  # smoke runs only: a stratified part of the test split
+    )
+    write_caches()
+    # No validation pass per epoch: nothing here reads it, and it would cost a quarter of the
+    # run; the test split is evaluated once, at the end.
+    data = dataclasses.replace(data, val=None)
+
+    def log(record: Any) -> None:
         append(
             args.log,
             {
-                "row": name,
-                "seed": seed,
-                "test_accuracy": tested.accuracy,
-                "seconds": round(time.perf_counter() - start, 1),
-                "config": config.to_dict(),
-                "precision": result.precision,  # what ran ("auto" resolved)
-                "train_size": len(train_set),
-                "test_size": len(test_set),
+                "row": record.entry,  # the name this benchmark's table (and older logs) use
+                **record.to_row(),
+                "train_size": len(data.train),
+                "test_size": len(data.test),
                 "epochs": args.epochs,
-                "machine": machine_name(),
-                "torch": torch.__version__,
             },
         )
-        print(f"{name} seed {seed}: test {100 * tested.accuracy:.2f}%", flush=True)
+        print(
+            f"{record.entry} seed {record.seed}: test {100 * record.test_accuracy:.2f}%", flush=True
+        )
+
+    train_runs(entries, args.seeds, data, device=args.device, done=done, hooks=RunHooks(done=log))
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

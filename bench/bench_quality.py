@@ -61,31 +61,36 @@ def recipes() -> dict[str, Any]:
 
 
 def run_recipes(args: argparse.Namespace, done: set[tuple[str, int]]) -> None:
-    from training import evaluate, train
+    """Each hand recipe x seed, through search.compare's runner, logged as this benchmark's rows."""
+    from search import CompareData, CompareEntry, RunHooks, train_runs
 
-    todo = [(n, s) for n in args.recipes for s in args.seeds if (n, s) not in done]
-    if not todo:
+    entries = [
+        CompareEntry(name, recipes()[name].replace(epochs=args.epochs, **_overrides(args)))
+        for name in args.recipes
+    ]
+    if all((e.name, s) in done for e in entries for s in args.seeds):
         return
     train_set, val_set, test_set = load_split(args)
-    for name, seed in todo:
-        config = recipes()[name].replace(epochs=args.epochs, seed=seed, **_overrides(args))
-        start = time.perf_counter()
-        result = train(config, train_set, val_set, device=args.device)
-        tested = evaluate(
-            result.model, test_set, device=args.device, tta=config.tta, precision=result.precision
-        )
+
+    def log(record: Any) -> None:
         row = {
-            "row": name,
-            "seed": seed,
-            "test_accuracy": tested.accuracy,
-            "val_accuracy": result.history[-1].val_accuracy,
-            "seconds": round(time.perf_counter() - start, 1),
-            "config": config.to_dict(),
-            "precision": result.precision,  # what ran ("auto" resolved)
+            "row": record.entry,  # the name this benchmark's table (and older logs) use
+            **record.to_row(),
             **_scale(args, len(train_set)),
         }
         append(args.log, row)
-        print(f"{name} seed {seed}: test {100 * tested.accuracy:.2f}%", flush=True)
+        print(
+            f"{record.entry} seed {record.seed}: test {100 * record.test_accuracy:.2f}%", flush=True
+        )
+
+    train_runs(
+        entries,
+        args.seeds,
+        CompareData(train_set, val_set, test_set),
+        device=args.device,
+        done=done,
+        hooks=RunHooks(done=log),
+    )
 
 
 def run_search(args: argparse.Namespace, done: set[tuple[str, int]]) -> None:

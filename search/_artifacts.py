@@ -118,13 +118,7 @@ def load_model(target: str | Path, device: torch.device) -> tuple[nn.Module, Tra
             f"no {CONFIG} beside {weights}; expected the configuration this project saves with "
             "its weights"
         )
-    try:
-        raw = json.loads(config_path.read_text())
-        if not isinstance(raw, dict) or not isinstance(raw.get(TRAIN_CONFIG), dict):
-            raise ValueError(f"no {TRAIN_CONFIG!r} object")
-        config = TrainConfig.from_dict(raw[TRAIN_CONFIG])
-    except (ValueError, TypeError) as exc:
-        raise ArtifactError(f"{config_path} is not a configuration of ours ({exc})") from None
+    config = read_train_config(config_path)
     try:
         model = build_model(config, device)
     except (ValueError, TypeError) as exc:  # e.g. a model keyword the model does not take
@@ -150,6 +144,30 @@ def load_model(target: str | Path, device: torch.device) -> tuple[nn.Module, Tra
             f"weights in {weights} do not fit model {config.model!r} ({first})"
         ) from None
     return model, config
+
+
+# A config.json is a few kilobytes; a file far larger is not one.
+_MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_train_config(path: str | Path) -> TrainConfig:
+    """The TrainConfig of a config.json that `save_run` wrote (`search.train --save`, a retrain,
+    a trial); ArtifactError naming the file for one that is missing or not such a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(
+            f"no file {path}; expected a {CONFIG} written by search.train --save or search.retrain"
+        )
+    try:
+        if path.stat().st_size > _MAX_CONFIG_BYTES:
+            raise ValueError(f"{path.stat().st_size} bytes; a config.json is a few kilobytes")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict) or not isinstance(raw.get(TRAIN_CONFIG), dict):
+            raise ValueError(f"no {TRAIN_CONFIG!r} object")
+        return TrainConfig.from_dict(raw[TRAIN_CONFIG])
+    except (ValueError, TypeError, RecursionError, OSError) as exc:  # JSON and UTF-8 errors too
+        reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise ArtifactError(f"{path} is not a configuration of ours ({reason})") from None
 
 
 def trained_precision(target: str | Path, config: TrainConfig) -> str:

@@ -185,6 +185,20 @@ def policy_option(text: str) -> str:
     return text
 
 
+def _policy_choices() -> str:
+    """What --policy takes, for its help: every built-in policy by name, then files."""
+    from augment import BUILTIN_POLICIES
+
+    names = ", ".join(BUILTIN_POLICIES)
+    return (
+        f"a built-in policy ({names}, or randaugment:N,M: N ops at magnitude M) "
+        "or a policy JSON file"
+    )
+
+
+POLICY_CHOICES = _policy_choices()
+
+
 def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
@@ -255,14 +269,20 @@ def add_precision_option(
     )
 
 
-def add_study_options(parser: argparse.ArgumentParser, *, out_alias: bool = False) -> None:
+def add_study_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    out_alias: bool = False,
+    required: bool = True,
+) -> None:
     """--study, --storage and --studies-dir, as every command reading an existing study has them.
 
-    `out_alias` also accepts --out for --studies-dir (where --out names no output folder).
+    `out_alias` also accepts --out for --studies-dir (where --out names no output folder);
+    `required=False` makes --study optional (a command that can start from something else).
     """
     from ._study import STORAGE_ENV, STUDIES_DIR
 
-    parser.add_argument("--study", required=True, type=plain_name, help="study name")
+    parser.add_argument("--study", required=required, type=plain_name, help="study name")
     parser.add_argument(
         "--storage",
         default=None,

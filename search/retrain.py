@@ -42,6 +42,7 @@ from training import (
 from ._artifacts import STATE, run_bytes, save_run
 from ._console import (
     EPOCH_HEADER,
+    POLICY_CHOICES,
     USAGE_ERRORS,
     HelpFormatter,
     add_data_options,
@@ -59,9 +60,8 @@ from ._console import (
     seed_value,
 )
 from ._errors import UsageError
-from ._space import get_space
+from ._recipe import pick_trial, trial_config
 from ._study import (
-    StudyError,
     StudyRecord,
     check_sqlite_writable,
     redact,
@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         type=policy_option,
         default=None,
-        help="replace the trial's AutoAugment policy: 'cifar10' or a JSON file",
+        help=f"replace the trial's AutoAugment-style policy: {POLICY_CHOICES} "
+        "(default: the trial's own)",
     )
     parser.add_argument(
         "--seed",
@@ -169,7 +170,7 @@ def resolve_retrain(args: argparse.Namespace) -> RetrainJob:
     checked (UsageError in one line) before anything is written."""
     study, _, url = open_study_from_args(args)
     try:
-        trial = _pick_trial(study, args.trial)
+        trial = pick_trial(study, args.trial)
         config = _trial_config(args, StudyRecord.of(study), trial)
         if config.policy:
             resolve_policy(config.policy)  # a bad policy file fails here, before any output
@@ -195,14 +196,8 @@ def resolve_retrain(args: argparse.Namespace) -> RetrainJob:
 def _trial_config(args: argparse.Namespace, record: StudyRecord, trial: Any) -> TrainConfig:
     """The trial's configuration exactly as it ran, at the space's full length, with the
     options that replace parts of it."""
-    space = get_space(record.space)
-    seed = args.seed if args.seed is not None else record.seed + trial.number
-    return space.trial_config(
-        trial.params,
-        epochs=args.epochs or space.full_epochs,
-        seed=seed,
-        model=record.model_override,
-        precision=args.precision or record.precision,
+    return trial_config(
+        record, trial, epochs=args.epochs, seed=args.seed, precision=args.precision
     ).replace(
         **({"policy": args.policy} if args.policy else {}),
         **({"patience": args.patience} if args.patience else {}),
@@ -350,28 +345,6 @@ def _write_outputs(job: RetrainJob, result: Any, tested: Any, metrics: dict[str,
         f"wrote {out}/ (weights.pt, config.json, metrics.json, report.html); recorded the test "
         f"accuracy in study {study.study_name!r}"
     )
-
-
-def _pick_trial(study, number: int | None):
-    import optuna
-
-    trials = study.get_trials(deepcopy=False)
-    if number is None:
-        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if not complete:
-            raise StudyError(
-                f"study {study.study_name!r} has no completed trial to retrain; run or continue "
-                "the search first, or name a trial with --trial"
-            )
-        return study.best_trial
-    matches = [t for t in trials if t.number == number]
-    if not matches:
-        raise StudyError(
-            f"study {study.study_name!r} has no trial #{number}; expected 0..{len(trials) - 1}"
-        )
-    if not matches[0].params:
-        raise StudyError(f"trial #{number} has no parameters to retrain")
-    return matches[0]
 
 
 def _output_folder(args: argparse.Namespace, study: str) -> Path:

@@ -12,19 +12,18 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from training import (
     OPTIMIZERS,
-    REPORT_RECIPE,
     SCHEDULES,
     LabeledImages,
     NonFiniteLossError,
     OutputError,
     TrainConfig,
     TrainResult,
-    build_model,
     check_free_space,
     check_output_dir,
     effective_precision,
@@ -37,6 +36,7 @@ from training import (
 from ._artifacts import run_bytes, save_run
 from ._console import (
     EPOCH_HEADER,
+    POLICY_CHOICES,
     USAGE_ERRORS,
     HelpFormatter,
     add_data_options,
@@ -53,8 +53,7 @@ from ._console import (
     seed_value,
 )
 from ._errors import UsageError
-
-RECIPES = {"default": TrainConfig(), "report": REPORT_RECIPE}
+from ._recipe import RECIPES, check_model
 
 
 def floats(text: str) -> tuple[float, ...]:
@@ -67,14 +66,20 @@ def floats(text: str) -> tuple[float, ...]:
         ) from None
 
 
-def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """The options of one training run, in groups; every default shown is TrainConfig's."""
+def add_train_options(
+    parser: argparse.ArgumentParser, *, seed: bool = True, policy: bool = True
+) -> None:
+    """The options of one training run, in groups; every default shown is TrainConfig's.
+
+    `seed=False` and `policy=False` leave out --seed and --policy, for a command that sets them
+    per run itself (search.compare). `config_from_args` reads whichever options there are."""
     # The names come from training's tables, so a new optimizer or schedule is offered here too.
     defaults = TrainConfig()
     _add_optimizer_options(parser.add_argument_group("model and optimizer"), defaults)
     _add_schedule_options(parser.add_argument_group("learning-rate schedule"), defaults)
-    _add_augment_options(parser.add_argument_group("regularisation and augmentation"), defaults)
-    _add_run_options(parser.add_argument_group("seed, speed and validation"), defaults)
+    augment = parser.add_argument_group("regularisation and augmentation")
+    _add_augment_options(augment, defaults, policy)
+    _add_run_options(parser.add_argument_group("seed, speed and validation"), defaults, seed)
 
 
 def _add_optimizer_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
@@ -122,7 +127,7 @@ def _add_schedule_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     g.add_argument("--gamma", type=finite_float, help=f"MultiStepLR factor (default: {d.gamma})")
 
 
-def _add_augment_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
+def _add_augment_options(g: argparse._ArgumentGroup, d: TrainConfig, policy: bool) -> None:
     g.add_argument("--label-smoothing", type=finite_float, help=f"default: {d.label_smoothing}")
     g.add_argument(
         "--dropout",
@@ -147,11 +152,12 @@ def _add_augment_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     g.add_argument(
         "--cutout", type=nonnegative_int, help=f"Cutout square side, 0 = off (default: {d.cutout})"
     )
-    g.add_argument(
-        "--policy",
-        type=policy_option,
-        help="AutoAugment policy: 'cifar10' or a policy JSON file (default: none)",
-    )
+    if policy:
+        g.add_argument(
+            "--policy",
+            type=policy_option,
+            help=f"AutoAugment-style policy: {POLICY_CHOICES} (default: none)",
+        )
     g.add_argument(
         "--patience",
         type=positive_int,
@@ -160,12 +166,13 @@ def _add_augment_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     )
 
 
-def _add_run_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
-    g.add_argument(
-        "--seed",
-        type=seed_value,
-        help=f"fixes split, initialisation and augmentation (default: {d.seed})",
-    )
+def _add_run_options(g: argparse._ArgumentGroup, d: TrainConfig, seed: bool) -> None:
+    if seed:
+        g.add_argument(
+            "--seed",
+            type=seed_value,
+            help=f"fixes split, initialisation and augmentation (default: {d.seed})",
+        )
     g.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
@@ -182,14 +189,24 @@ def _add_run_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     """`base` with every option the user gave applied."""
-    changes = {}
+    return base.replace(**option_changes(args, base))
+
+
+def option_changes(args: argparse.Namespace, base: TrainConfig) -> dict[str, Any]:
+    """The TrainConfig fields the options the user gave set, by name. --model naming another
+    model than `base`'s leaves `base`'s model arguments behind (they belong to its model, as a
+    study's model override does: Space.trial_config); --dropout sets the model's dropout."""
+    changes: dict[str, Any] = {}
     for f in dataclasses.fields(TrainConfig):
         value = getattr(args, f.name, None)
         if value is not None:
             changes[f.name] = value
+    kwargs = base.model_kwargs if changes.get("model", base.model) == base.model else {}
     if getattr(args, "dropout", None) is not None:
-        changes["model_kwargs"] = {**base.model_kwargs, "dropout": tuple(args.dropout)}
-    return base.replace(**changes)
+        kwargs = {**kwargs, "dropout": tuple(args.dropout)}
+    if kwargs != base.model_kwargs:
+        changes["model_kwargs"] = kwargs
+    return changes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,7 +270,7 @@ def resolve_run(args: argparse.Namespace) -> TrainRun:
     the whole configuration (model included), the precision, the output folder, then the data."""
     with as_usage_errors(ValueError, OSError):
         config = config_from_args(args, RECIPES[args.recipe])
-        _check_model(config)
+        check_model(config)
         device = args.device
         precision = effective_precision(config.precision, device)  # one it lacks: fails now
         save = _check_save(args.save, config)
@@ -347,16 +364,6 @@ def _check_save(save: Path | None, config: TrainConfig) -> Path | None:
     folder = check_output_dir(save, "--save")
     check_free_space(folder, run_bytes(config, state=False), "--save", "weights and config.json")
     return folder
-
-
-def _check_model(config: TrainConfig) -> None:
-    """Raise ValueError when `config` names no model, or arguments the model does not take."""
-    try:
-        build_model(config, torch.device("cpu"))
-    except TypeError as exc:  # a keyword the model's builder does not take
-        raise ValueError(
-            f"invalid model_kwargs={config.model_kwargs!r} for model {config.model!r} ({exc})"
-        ) from None
 
 
 if __name__ == "__main__":

@@ -144,6 +144,31 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
+def machine_name(device: torch.device) -> str:
+    """What a benchmark or a comparison records as its machine: the GPU's name on a CUDA device,
+    else the CPU's model (with its family and model numbers, which tell CPU generations apart)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+
+
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU model name (with family/model numbers) from /proc/cpuinfo, else from platform."""
+    import platform
+
+    try:
+        fields: dict[str, str] = {}
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        if "model name" in fields:
+            return (
+                f"{fields['model name']} (family {fields.get('cpu family', '?')}, "
+                f"model {fields.get('model', '?')})"
+            )
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX flags in /proc/cpuinfo)."""
     try:
