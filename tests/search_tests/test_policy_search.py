@@ -82,6 +82,18 @@ def test_policy_search_exports_a_policy_the_trainer_uses(tmp_path, data_root):
     )
     assert f'"policy": "{policy_file}"' in trained.stdout and "best epoch 1" in trained.stdout
 
+    # The README's workflow ends with the study's child under no policy and the export, paired.
+    compared = run(
+        "search.compare",
+        *("--study", "policy_child", "--studies-dir", str(tmp_path), "--data", str(data_root)),
+        *("--policies", f"none,{policy_file}", "--seeds", "2", "--epochs", "1"),
+        *("--train-size", "200", "--test-size", "200", "--out", str(tmp_path / "compare")),
+    )
+    assert "recipe: trial #" in compared.stdout and "of study 'policy_child'" in compared.stdout
+    logged = (tmp_path / "compare" / "compare.jsonl").read_text().splitlines()
+    assert len(logged) == 1 + 4  # the header, then 2 entries x 2 seeds
+    assert all(json.loads(line)["config"]["cutout"] == 16 for line in logged[1:]), "the child's"
+
 
 def test_export_of_a_study_that_is_not_a_policy_search(real_study, tmp_path):
     done = run(
