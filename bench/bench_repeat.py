@@ -280,14 +280,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--retrain-arms", nargs="*", choices=list(ARMS), default=[])
     parser.add_argument("--retrain-seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--log", type=Path, required=True, help="JSON lines, one per run")
-    parser.add_argument("--work", type=Path, default=None, help="studies (default: beside --log)")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="studies (default: bench/out/LOG_NAME)"
+    )
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("search_args", nargs="*", help="after --: more search.run options")
     args = parser.parse_args()
     for key, value in SCALES[args.scale].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.work = args.work or args.log.with_suffix("")
+    # Studies and their trial folders are large: by default under bench/out/ (not kept in git).
+    args.work = args.work or REPO / "bench" / "out" / args.log.stem
     return args
 
 
