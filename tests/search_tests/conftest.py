@@ -152,6 +152,18 @@ def make_one_trial_study(path: Path) -> str:
     return url
 
 
+def substituted(argv: list[str], tmp: Path, request) -> list[str]:
+    """A hostile-input table's command line with its placeholders replaced: TMP (the test's
+    folder, also inside an argument: `none,TMP/p.json`), STUDY (a study of one COMPLETE cnn_reg
+    trial, made when named) and DATA (the real CIFAR-10, found when named)."""
+    values = {"TMP": str(tmp)}
+    if "STUDY" in argv:
+        values["STUDY"] = make_one_trial_study(tmp / "study.db")
+    if "DATA" in argv:
+        values["DATA"] = str(request.getfixturevalue("data_root"))
+    return [values.get(arg, arg.replace("TMP/", f"{tmp}/")) for arg in argv]
+
+
 def free_port() -> int:
     """A TCP port nobody on 127.0.0.1 listens on right now."""
     with socket.socket() as sock:

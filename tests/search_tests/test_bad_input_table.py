@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_one_trial_study
+from conftest import substituted
 
 from search._artifacts import save_run
 from training import TrainConfig, build_model
@@ -179,19 +179,6 @@ CASES = {
 }
 
 
-def _substituted(argv: list[str], tmp: Path, request) -> list[str]:
-    """`argv` with its placeholders replaced (the study made, the data found, when named)."""
-    values = {"TMP": str(tmp)}
-    if "STUDY" in argv:
-        values["STUDY"] = make_one_trial_study(tmp / "study.db")
-    if "DATA" in argv:
-        values["DATA"] = str(request.getfixturevalue("data_root"))
-    return [
-        values.get(arg, arg.replace("TMP/", f"{tmp}/") if arg.startswith("TMP/") else arg)
-        for arg in argv
-    ]
-
-
 def _error_line(stderr: str, argparse: bool) -> str:
     """The one error line; before it, argparse's usage lines when `argparse`, else nothing."""
     lines = stderr.strip().splitlines()
@@ -208,7 +195,7 @@ def test_hostile_input_is_one_line_and_writes_nothing(name, tmp_path, request, c
     case = CASES[name]
     if case.setup:
         SETUPS[case.setup](tmp_path)
-    argv = _substituted(case.argv, tmp_path, request)
+    argv = substituted(case.argv, tmp_path, request)
     command = importlib.import_module(f"search.{case.command}").main
     with warnings.catch_warnings(record=True) as warned, pytest.raises(SystemExit) as exited:
         warnings.simplefilter("always")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_one_trial_study
+from conftest import make_one_trial_study, substituted
 
 from search import compare
 from search._artifacts import save_run
@@ -385,17 +385,6 @@ CASES = {
 }
 
 
-def _substituted(argv: list[str], tmp: Path, request) -> list[str]:
-    values = {"TMP": str(tmp)}
-    if "STUDY" in argv:
-        values["STUDY"] = make_one_trial_study(tmp / "study.db")
-    if "DATA" in argv:
-        values["DATA"] = str(request.getfixturevalue("data_root"))
-    return [
-        values.get(arg, arg.replace("TMP/", f"{tmp}/") if "TMP/" in arg else arg) for arg in argv
-    ]
-
-
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -405,7 +394,7 @@ def test_hostile_input_is_one_line_exit_2_and_writes_nothing(name, tmp_path, req
     case = CASES[name]
     if case.setup:
         SETUPS[case.setup](tmp_path)
-    argv = _substituted(case.argv, tmp_path, request)
+    argv = substituted(case.argv, tmp_path, request)
     before = _files(tmp_path)
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
