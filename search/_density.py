@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training import LabeledImages
+from training import LabeledImages, TrainConfig
 
 from ._errors import UsageError
 from ._job import FoldOptions, StudySettings, conflict
@@ -113,8 +113,8 @@ def prepare_folds(
 
 
 def _fold_recipe(space: Space, settings: StudySettings, options: FoldOptions) -> Any:
-    """The space's fold recipe with the study's model, seed and precision."""
-    recipe = space.fold_recipe()
+    """The study's child (else the space's fold recipe) with its model, seed and precision."""
+    recipe = TrainConfig.from_dict(settings.child) if settings.child else space.fold_recipe()
     if settings.model and settings.model != recipe.model:
         recipe = recipe.replace(model=settings.model, model_kwargs={})
     return recipe.replace(
@@ -326,7 +326,7 @@ def _score_trial(config: dict[str, Any], settings: Any, train_set: Any) -> None:
     params = space_params(config)
     record = settings.folds
     trial_config = get_space(settings.space).trial_config(
-        params, model=settings.model, precision=settings.precision
+        params, model=settings.model, precision=settings.precision, child=settings.child
     )
     device, device_name = trial_device(settings)
     models, held = _fold_models(record, train_set, device)

@@ -105,6 +105,7 @@ def run_search(job: SearchJob) -> SearchOutcome:
     ) as study:
         _say_seeds(study, job)
         already = _start_counting(study, job)
+        _say_child(job)
         remaining = job.trials - already
         if remaining <= 0:
             return SearchOutcome()
@@ -173,6 +174,20 @@ def _start_counting(study: Any, job: SearchJob) -> int:
         flush=True,
     )
     return already
+
+
+def _say_child(job: SearchJob) -> None:
+    """Say which child a policy study's trials lay their policy over."""
+    child = job.settings.child
+    if child is None:
+        return
+    kwargs = ", ".join(f"{k} {v}" for k, v in child["model_kwargs"].items())
+    print(
+        f"child recipe {job.settings.child_name!r}: {job.settings.model or child['model']}"
+        + (f" ({kwargs})" if kwargs and not job.settings.model else "")
+        + f", {child['optimizer']} lr {child['lr']}, {child['schedule']}, crop padding "
+        f"{child['crop_padding']}, Cutout {child['cutout']}; each trial's policy goes on it"
+    )
 
 
 def _run_on_ray(
@@ -266,6 +281,7 @@ def _make_trainable(job: SearchJob, plan: SearchPlan, folds: dict[str, Any] | No
         precision=job.settings.precision,
         checkpoint_every=job.resume.checkpoint_every,
         folds=folds,
+        child=job.settings.child,
     )
     return tune.with_resources(
         tune.with_parameters(

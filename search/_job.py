@@ -84,6 +84,10 @@ class StudySettings:
     # device, with training.effective_precision, as the retrain does)
     precision: str
     sampler: str
+    # A policy space's child, as StudyRecord.child_recipe (and its name); None: the space's
+    # `to_config` as it is (not a policy space, or a study made before the child was recorded).
+    child: dict[str, Any] | None = None
+    child_name: str | None = None
 
 
 # (option, study attribute, StudySettings field) of the settings a continued study keeps. The
@@ -120,7 +124,33 @@ def resolve_settings(
         for option, key, field in _RECORDED
     }
     sampler = args.sampler or recorded.get("sampler") or DEFAULT_SAMPLER
-    return StudySettings(sampler=sampler, **values)
+    child_name, child = _resolve_child(args.child_recipe, space, made, recorded)
+    return StudySettings(sampler=sampler, child=child, child_name=child_name, **values)
+
+
+def _resolve_child(
+    given: str | None, space: Space, made: str, recorded: dict[str, Any]
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The study's child (name, config): --child-recipe, else the recorded one, else the
+    space's first for a new study; a study made before children were recorded keeps its
+    space's `to_config` (None). A given child other than the recorded one is refused."""
+    from ._recipe import child_recipe
+
+    name, child = None, None
+    if given is not None:
+        try:
+            name, child = child_recipe(space, given)
+        except ValueError as exc:
+            raise UsageError(f"invalid --child-recipe: {exc}") from None
+    if recorded:  # a continued study
+        was = recorded.get("child_recipe")
+        if given is None or child == was:
+            return recorded.get("child_recipe_name"), was
+        shown = recorded.get("child_recipe_name") or "the space's original child"
+        raise conflict(made, "--child-recipe", shown, given)
+    if given is None and space.children:
+        return child_recipe(space, next(iter(space.children)))
+    return name, child
 
 
 @dataclass(frozen=True)
@@ -420,6 +450,8 @@ def _new_record(
         sampler=settings.sampler,
         model_override=settings.model,
         precision=settings.precision,
+        child_recipe=settings.child,
+        child_recipe_name=settings.child_name,
         data_source=source,
         val_fingerprint=val_set.fingerprint(),
         project_version=project_version(),

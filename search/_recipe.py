@@ -13,7 +13,7 @@ import torch
 from training import REPORT_RECIPE, TrainConfig, build_model
 
 from ._artifacts import CONFIG, read_train_config
-from ._space import available_spaces, get_space
+from ._space import Space, available_spaces, get_space
 from ._study import StudyError, StudyRecord
 
 # `search.train --recipe`: TrainConfig's defaults, and the reference report's final recipe.
@@ -42,6 +42,30 @@ def recipe_config(text: str) -> TrainConfig:
             + (", ".join(recipes) or "none (it declares no recipes)")
         )
     return spaces[space_name].trial_config(recipes[name].params)
+
+
+def child_recipe(space: Space, text: str) -> tuple[str, dict[str, Any]]:
+    """The child `text` names for a policy `space` (`search.run --child-recipe`): one of the
+    space's children by name, or the path of a config.json; as (its name, its TrainConfig's
+    `to_dict()` without a policy, which the trials' replaces). ValueError saying what it
+    expected."""
+    if not space.children:
+        with_children = [s.name for s in available_spaces().values() if s.children]
+        raise ValueError(
+            f"space {space.name!r} has no child recipe; --child-recipe is for the spaces whose "
+            f"trials vary a child's policy: {', '.join(with_children)}"
+        )
+    if text in space.children:
+        config = space.children[text]()
+    elif Path(text).is_file() or text.endswith(".json") or "/" in text:
+        config = read_train_config(text)
+    else:
+        raise ValueError(
+            f"unknown child recipe {text!r} for space {space.name!r}; expected "
+            f"{', '.join(space.children)} or the path of a {CONFIG}"
+        )
+    check_model(config)
+    return text, config.replace(policy=None).to_dict()
 
 
 def pick_trial(study: Any, number: int | None) -> Any:
@@ -86,6 +110,7 @@ def trial_config(
         seed=seed if seed is not None else record.seed + trial.number,
         model=record.model_override,
         precision=precision or record.precision,
+        child=record.child_recipe,
     )
 
 

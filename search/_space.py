@@ -86,6 +86,9 @@ class Space:
     # General configurations a new study runs first (`Recipe`; `search.run --no-seed-trials`
     # leaves them out). Not compared: a space is the same space whatever it seeds with.
     recipes: tuple[Recipe, ...] = field(default=(), compare=False)
+    # A policy space's children by name: the fixed recipe its trials lay their policy over
+    # (`search.run --child-recipe`; a new study takes the first unless told, and records it).
+    children: dict[str, Callable[[], TrainConfig]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -119,14 +122,22 @@ class Space:
         seed: int | None = None,
         model: str | None = None,
         precision: str | None = None,
+        child: dict[str, Any] | None = None,
     ) -> TrainConfig:
         """The run a trial's `params` stand for: `to_config(params)` with the run's length,
         seed and autocast precision (None keeps the space's), on `model` instead of the space's
-        when one is given.
+        when one is given; for a policy space, its policy on `child` (a TrainConfig's
+        `to_dict()`, the study's recorded child) when one is given.
 
         A search trial, its retrain and every command that reads a trial back build its run here.
         """
+        if child is not None and not self.children:
+            raise ValueError(f"space {self.name!r} has no child to replace")
         config = self.to_config(params)
+        if child is not None:
+            from training import TrainConfig
+
+            config = TrainConfig.from_dict(child).replace(policy=config.policy)
         changes = {
             key: value
             for key, value in (("epochs", epochs), ("seed", seed), ("precision", precision))

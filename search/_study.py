@@ -627,9 +627,9 @@ class StudyRecord:
     """How a study was made, as its user attributes record it: written once, when the study is
     created (a continued study keeps what it was first made with), read by every command.
 
-    `max_epochs`, `train_size`, `val_size`, `seed`, `model_override` and `precision` decide how
-    trials are scored, so every driver of one study uses the same; `sampler` only chooses what to
-    try next, and may change.
+    `max_epochs`, `train_size`, `val_size`, `seed`, `model_override`, `precision` and
+    `child_recipe` decide how trials are scored, so every driver of one study uses the same;
+    `sampler` only chooses what to try next, and may change.
     """
 
     space: str
@@ -645,6 +645,11 @@ class StudyRecord:
     metric: str = "val_accuracy"
     project_version: str = ""
     created: str = ""
+    # A policy space's child (search.run --child-recipe): its TrainConfig.to_dict() and the name
+    # it was given by. None: not a policy space, or a study made before the child was recorded,
+    # which trained its space's `to_config` as it is.
+    child_recipe: dict[str, Any] | None = None
+    child_recipe_name: str | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         """The user attributes this record is written as."""
@@ -668,6 +673,8 @@ class StudyRecord:
             metric=str(attrs.get("metric", "val_accuracy")),
             project_version=str(attrs.get("project_version", "")),
             created=str(attrs.get("created", "")),
+            child_recipe=attrs.get("child_recipe"),
+            child_recipe_name=attrs.get("child_recipe_name"),
         )
 
     @classmethod

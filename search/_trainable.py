@@ -89,6 +89,7 @@ class TrialSettings:
     checkpoint_every: int | None = None  # --checkpoint-every; None: the default policy
     # A density space's fold-model record (search/_density.py); None: trials train.
     folds: dict[str, Any] | None = None
+    child: dict[str, Any] | None = None  # a policy space's child (StudySettings.child)
 
 
 def trial_dir(output_dir: str | Path, number: int) -> Path:
@@ -205,6 +206,7 @@ def trial_train_config(
         seed=settings.seed + seed_trial,
         model=settings.model,
         precision=settings.precision,
+        child=settings.child,
     )
 
 

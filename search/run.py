@@ -109,6 +109,15 @@ def _add_study_options(group: argparse._ArgumentGroup) -> None:
         "search (default: the study's, else the space's)",
     )
     group.add_argument(
+        "--child-recipe",
+        default=None,
+        metavar="NAME|CONFIG",
+        help="a policy space's child, the recipe its trials (and retrain, export and compare) "
+        "lay their policy over: a name of the space's ("
+        + ", ".join(_child_names())
+        + ") or a config.json of search.train --save (default: the study's, else the first)",
+    )
+    group.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default=None,
@@ -131,6 +140,12 @@ def _add_study_options(group: argparse._ArgumentGroup) -> None:
         help="folder for study databases and outputs",
     )
     group.add_argument("--verbose", action="store_true", help="one line per trial epoch")
+
+
+def _child_names() -> list[str]:
+    """The children the policy spaces declare, each name once, in their order."""
+    names = (name for space in available_spaces().values() for name in space.children)
+    return list(dict.fromkeys(names))
 
 
 def _add_asha_options(group: argparse._ArgumentGroup) -> None:

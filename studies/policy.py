@@ -66,7 +66,19 @@ def child_recipe() -> TrainConfig:
     )
 
 
+def bare_child() -> TrainConfig:
+    """The child without its other regularisers: no dropout, no Cutout (crop and flip stay), so
+    that the policy is the only one beyond them (bench/bench_policy_regime.py measures where
+    policies pay)."""
+    return child_recipe().replace(model_kwargs={"dropout": [0.0, 0.0, 0.0]}, cutout=0)
+
+
+# `search.run --child-recipe NAME`; a new study takes the first unless told.
+CHILDREN = {"reg": child_recipe, "bare": bare_child}
+
+
 def to_config(params: dict[str, Any]) -> TrainConfig:
+    # On `child_recipe` for good: a study made before children were recorded trained this.
     return child_recipe().replace(policy=sub_policies(params))
 
 
@@ -82,4 +94,5 @@ SPACE = Space(
     train_size=4000,
     method="density",
     fold_recipe=child_recipe,
+    children=CHILDREN,
 )

@@ -7,7 +7,7 @@ AutoAugment's reward. `python -m search.export_policy` exports it the same way."
 from __future__ import annotations
 
 from search import Space
-from studies.policy import suggest, to_config
+from studies.policy import CHILDREN, suggest, to_config
 
 SPACE = Space(
     name="policy_child",
@@ -18,4 +18,5 @@ SPACE = Space(
     full_epochs=125,
     max_epochs=30,
     train_size=4000,
+    children=CHILDREN,
 )

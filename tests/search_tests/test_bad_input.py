@@ -99,6 +99,11 @@ def test_malformed_option_is_named_by_argparse(args, expected, tmp_path, capsys)
         ),
         (["--reduction-factor", "1"], "error: --reduction-factor 1 is too small; expected >= 2"),
         (
+            ["--child-recipe", "bare"],
+            "error: invalid --child-recipe: space 'cnn_reg' has no child recipe; --child-recipe "
+            "is for the spaces whose trials vary a child's policy: policy, policy_child",
+        ),
+        (
             ["--cpus-per-trial", "4096"],
             f"error: --cpus-per-trial 4096 asks for more CPUs than this machine has "
             f"({os.cpu_count()}); expected at most {os.cpu_count()}",
