@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search a space with Ray Tune + Optuna + ASHA; results go to an Optuna study.",
         formatter_class=HelpFormatter,
     )
-    _add_study_options(parser.add_argument_group("study"))
+    study = parser.add_argument_group("study")
+    _add_study_options(study)
+    _add_trial_recipe_options(study)
     _add_asha_options(parser.add_argument_group("ASHA"))
     _add_resource_options(parser.add_argument_group("resources"))
     _add_resume_options(parser.add_argument_group("interrupted trials"))
@@ -97,6 +99,19 @@ def _add_study_options(group: argparse._ArgumentGroup) -> None:
         help="trials the study should hold when done (a re-run continues)",
     )
     group.add_argument(
+        "--studies-dir",
+        "--out",
+        dest="studies_dir",
+        type=Path,
+        default=STUDIES_DIR,
+        help="folder for study databases and outputs",
+    )
+    group.add_argument("--verbose", action="store_true", help="one line per trial epoch")
+
+
+def _add_trial_recipe_options(group: argparse._ArgumentGroup) -> None:
+    """What each trial trains beyond the sampled values: epochs, model, child, sampler, seed."""
+    group.add_argument(
         "--max-epochs",
         type=epoch_count,
         default=None,
@@ -131,15 +146,6 @@ def _add_study_options(group: argparse._ArgumentGroup) -> None:
         help="fixes the split and each trial's seed (seed+number); each driver's sampler "
         f"seed mixes it with the driver's run id (default: the study's, else {DEFAULT_SEED})",
     )
-    group.add_argument(
-        "--studies-dir",
-        "--out",
-        dest="studies_dir",
-        type=Path,
-        default=STUDIES_DIR,
-        help="folder for study databases and outputs",
-    )
-    group.add_argument("--verbose", action="store_true", help="one line per trial epoch")
 
 
 def _child_names() -> list[str]:
