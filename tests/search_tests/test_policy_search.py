@@ -29,6 +29,7 @@ def test_policy_search_exports_a_policy_the_trainer_uses(tmp_path, data_root):
         "search.run",
         "--space",
         "policy_child",
+        *("--child-recipe", "bare"),  # as the README's workflow
         "--data",
         str(data_root),
         "--trials",
@@ -44,6 +45,7 @@ def test_policy_search_exports_a_policy_the_trainer_uses(tmp_path, data_root):
     )
     assert "search.export_policy --study policy_child" in search.stdout
     assert "fold" not in search.stdout, "a child-training search trains no fold models"
+    assert "child recipe 'bare'" in search.stdout
     policy_file = tmp_path / "policy.json"
     export = run(
         "search.export_policy",
@@ -92,7 +94,9 @@ def test_policy_search_exports_a_policy_the_trainer_uses(tmp_path, data_root):
     assert "recipe: trial #" in compared.stdout and "of study 'policy_child'" in compared.stdout
     logged = (tmp_path / "compare" / "compare.jsonl").read_text().splitlines()
     assert len(logged) == 1 + 4  # the header, then 2 entries x 2 seeds
-    assert all(json.loads(line)["config"]["cutout"] == 16 for line in logged[1:]), "the child's"
+    configs = [json.loads(line)["config"] for line in logged[1:]]
+    assert all(c["cutout"] == 0 for c in configs), "the bare child's, not the reg child's 16"
+    assert all(c["model_kwargs"] == {"dropout": [0.0, 0.0, 0.0]} for c in configs)
 
 
 def test_export_of_a_study_that_is_not_a_policy_search(real_study, tmp_path):
