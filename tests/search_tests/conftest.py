@@ -7,6 +7,8 @@ The study comes from `python -m search.run` on the real CIFAR-10 JPEGs (8 trials
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +41,50 @@ SEARCH_ARGS = [
     "--precision",
     "fp32",
 ]
+
+
+def kill_tree(pid: int, timeout: float = 60) -> None:
+    """SIGKILL process `pid` and every process below it (a driver, the raylet it started, the
+    raylet's workers), then wait until none is left. A worker is not in the driver's process
+    group: killed with the group only, it notices its raylet gone at its next report, and may
+    first write one more checkpoint, which a test that then edits checkpoints would race."""
+    tree = [pid, *_descendants(pid)]
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + timeout
+    while any(_alive(member) for member in tree):
+        if time.time() > deadline:
+            raise AssertionError(f"processes {tree} still alive {timeout} s after SIGKILL")
+        time.sleep(0.1)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a killed child the test has not reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def uninterrupted_value(command: list[str], trial) -> float:

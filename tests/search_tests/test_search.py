@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
 import optuna
 import pytest
-from conftest import REPO, SEARCH_ARGS, uninterrupted_value
+from conftest import REPO, SEARCH_ARGS, kill_tree, uninterrupted_value
 
 from search._study import count_finished
 
@@ -116,7 +115,7 @@ def test_killed_driver_trials_are_resumed_by_the_rerun(tmp_path, data_root):
     try:
         halfway = _wait_for_two_halfway(tmp_path)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+        kill_tree(driver.pid)  # the driver, the Ray it started and its workers, all gone
         driver.wait()
     trials = {t.number: t for t in load(tmp_path).get_trials()}
     killed = {n for n, t in trials.items() if t.state == States.RUNNING}
