@@ -48,7 +48,7 @@ def kill_tree(pid: int, timeout: float = 60) -> None:
     raylet's workers), then wait until none is left. A worker is not in the driver's process
     group: killed with the group only, it notices its raylet gone at its next report, and may
     first write one more checkpoint, which a test that then edits checkpoints would race."""
-    tree = [pid, *_descendants(pid)]
+    tree = [pid, *(descendants(pid) - {pid})]  # the driver first
     for member in tree:
         try:
             os.kill(member, signal.SIGKILL)
@@ -61,20 +61,21 @@ def kill_tree(pid: int, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> set[int]:
+    """`pid` and every process below it, from /proc."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
+            except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
+    found, todo = set(), [pid]
     while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
+        current = todo.pop()
+        found.add(current)
+        todo += children.get(current, [])
     return found
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO
+from conftest import REPO, descendants
 
 from search._driver import SearchPlan, plan_search
 from search._job import SettingsConflict, StudySettings, resolve_settings
@@ -331,24 +331,6 @@ def test_printed_commands_never_hold_a_redacted_password(monkeypatch):
     assert where(None) == ([], None)  # $SEARCH_STORAGE or the default: found without options
     words, _ = where(None, Path("my studies"))
     assert words == ["--studies-dir", f"'{Path('my studies').absolute()}'"]
-
-
-def descendants(pid: int) -> set[int]:
-    """`pid` and every process below it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        todo += children.get(current, [])
-    return found
 
 
 def listening_sockets(pids: set[int]) -> list[tuple[str, str, int]]:
