@@ -44,11 +44,13 @@ SEARCH_ARGS = [
 
 
 def kill_tree(pid: int, timeout: float = 60) -> None:
-    """SIGKILL process `pid` and every process below it (a driver, the raylet it started, the
-    raylet's workers), then wait until none is left. A worker is not in the driver's process
-    group: killed with the group only, it notices its raylet gone at its next report, and may
-    first write one more checkpoint, which a test that then edits checkpoints would race."""
+    """SIGKILL process `pid`, which leads its own process group (`start_new_session`), that
+    group, and every process below it (the raylet it started, the raylet's workers), then wait
+    until none of the tree is left. A worker is not in the driver's process group: killed with
+    the group only, it notices its raylet gone at its next report, and may first write one more
+    checkpoint, which a test that then edits checkpoints would race."""
     tree = [pid, *(descendants(pid) - {pid})]  # the driver first
+    os.killpg(pid, signal.SIGKILL)
     for member in tree:
         try:
             os.kill(member, signal.SIGKILL)
