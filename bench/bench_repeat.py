@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,21 @@ def search_row(study: Any) -> dict[str, Any]:
     }
 
 
+def search_precision(search_args: list[str]) -> str:
+    """What the searches train in on this machine: search.run's --precision (after --), by
+    default auto, as training resolves it here (auto is bf16 on some CPUs, fp32 on others)."""
+    import torch
+
+    from training import effective_precision
+
+    given = argparse.ArgumentParser(add_help=False)
+    given.add_argument("--precision", default="auto")
+    precision = given.parse_known_args(search_args)[0].precision
+    return effective_precision(
+        precision, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
+
+
 def _scale(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "scale": args.scale,
@@ -126,6 +142,7 @@ def _scale(args: argparse.Namespace) -> dict[str, Any]:
         "train_size": args.train_size,
         "val_size": args.val_size,
         "machine": machine_name(),
+        "precision": search_precision(args.search_args),
     }
 
 
@@ -263,9 +280,18 @@ def print_table(rows: list[dict[str, Any]], arms: list[str]) -> None:
         first = searches[0]
         print(
             f"\n{first['trials']} trials, {first['epochs']} epochs at most, "
-            f"{first['train_size']} training images, validation {first['val_size']}, "
-            f"on {first['machine']}"
+            f"{first['train_size']} training images, validation {first['val_size']}; "
+            + machines_line(searches)
         )
+
+
+def machines_line(searches: list[dict[str, Any]]) -> str:
+    """Where the searches ran, and in what precision: a log resumed across sessions spans
+    machines, and its minutes per search mix them."""
+    counts = Counter((r["machine"], r.get("precision", "precision not recorded")) for r in searches)
+    return "searches on " + "; ".join(
+        f"{machine}, {precision}: {n}" for (machine, precision), n in counts.items()
+    )
 
 
 def parse_args() -> argparse.Namespace:

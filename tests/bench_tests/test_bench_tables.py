@@ -65,3 +65,27 @@ def test_an_arm_summary_spans_its_repeats():
     assert summary["seed_best"] == [66.0, 66.0]
     assert summary["test"] == [69.0]
     assert bench_repeat.arm_summary(rows, "gp") is None
+
+
+def test_the_table_names_every_machine_and_precision_its_searches_ran_on():
+    rows = [
+        {**_search("tpe", 0, 0.6, 3, None), "machine": "Xeon", "precision": "bf16"},
+        {**_search("tpe", 1, 0.6, 3, None), "machine": "EPYC", "precision": "fp32"},
+        {**_search("gp", 1, 0.6, 3, None), "machine": "EPYC", "precision": "fp32"},
+        {**_search("gp", 0, 0.6, 3, None), "machine": "Xeon"},
+    ]
+    assert bench_repeat.machines_line(rows) == (
+        "searches on Xeon, bf16: 1; EPYC, fp32: 2; Xeon, precision not recorded: 1"
+    )
+
+
+def test_a_search_precision_is_what_search_run_resolves_it_to_here():
+    import torch
+
+    from training import effective_precision
+
+    here = effective_precision("auto", torch.device("cpu"))
+    assert bench_repeat.search_precision([]) == here
+    assert bench_repeat.search_precision(["--cpus-per-trial", "2"]) == here
+    assert bench_repeat.search_precision(["--precision", "fp32"]) == "fp32"
+    assert bench_repeat.search_precision(["--precision=fp32"]) == "fp32"
