@@ -20,3 +20,18 @@ def append(path: Path, row: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as log:
         log.write(json.dumps(row) + "\n")
+
+
+def finished(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of runs that were tested: a diverged run (search.RunRecord) has no accuracy."""
+    return [r for r in rows if r.get("test_accuracy", 0) is not None]
+
+
+def print_diverged(rows: list[dict[str, Any]]) -> None:
+    """A line below a table naming the runs it leaves out because they diverged, if any."""
+    diverged = [r for r in rows if "test_accuracy" in r and r["test_accuracy"] is None]
+    if diverged:
+        print(
+            "\ndiverged, not in the table: "
+            + "; ".join(f"{r['entry']} seed {r['seed']} ({r.get('diverged')})" for r in diverged)
+        )

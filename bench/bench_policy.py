@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
-from _log import append, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _log import append, finished, print_diverged, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 from _machine import machine_name  # noqa: E402
 
 POLICIES = ("none", "cifar10", "trivialaugment", "randaugment", "exported")
@@ -239,9 +239,7 @@ def run_training(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                 "epochs": args.epochs,
             },
         )
-        print(
-            f"{record.entry} seed {record.seed}: test {100 * record.test_accuracy:.2f}%", flush=True
-        )
+        print(f"{record.entry} seed {record.seed}: {record.outcome()}", flush=True)
 
     train_runs(entries, args.seeds, data, device=args.device, done=done, hooks=RunHooks(done=log))
 
@@ -253,7 +251,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     )
     trained = [r for r in rows if r["row"] != "search"]
     for name in POLICIES:
-        mine = [r for r in trained if r["row"] == name]
+        mine = [r for r in finished(trained) if r["row"] == name]
         if not mine:
             continue
         accs = [100 * r["test_accuracy"] for r in mine]
@@ -270,6 +268,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{first['train_size']} training images, precision {first['config']['precision']}, "
             f"tested on {first['test_size']} test images, on {first['machine']}"
         )
+    print_diverged(trained)
     for search in (r for r in rows if r["row"] == "search"):
         print(
             f"search: {search['trials']} trials ({search['complete']} COMPLETE, "

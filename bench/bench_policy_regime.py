@@ -39,7 +39,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _log import append, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _log import append, finished, print_diverged, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 from _split import DEFAULT_DATA  # noqa: E402
 
 NO_DROPOUT = {"dropout": [0.0, 0.0, 0.0]}
@@ -93,7 +93,7 @@ def run_cell(args: argparse.Namespace, cell: str) -> None:
     def log(record: Any) -> None:
         append(args.log, {"cell": cell, **record.to_row(), "train_size": len(data.train)})
         print(
-            f"{cell} {record.entry} seed {record.seed}: test {100 * record.test_accuracy:.2f}% "
+            f"{cell} {record.entry} seed {record.seed}: {record.outcome()} "
             f"({record.seconds / 60:.1f} min)",
             flush=True,
         )
@@ -104,7 +104,7 @@ def run_cell(args: argparse.Namespace, cell: str) -> None:
 def cell_summary(rows: list[dict[str, Any]], cell: str) -> dict[str, Any] | None:
     """Per policy the test accuracies (%) by seed; the best policy's paired difference to none
     (mean, per seed) and whether it pays (module docstring). None: no run of the cell."""
-    mine = [r for r in rows if r["cell"] == cell]
+    mine = [r for r in finished(rows) if r["cell"] == cell]
     if not mine:
         return None
     by_policy: dict[str, dict[int, float]] = {}
@@ -160,6 +160,7 @@ def print_table(rows: list[dict[str, Any]], cells: list[str], policies: list[str
     if rows:
         first = rows[0]
         print(f"\nprecision {first['precision']}, on {first['machine']}, torch {first['torch']}")
+    print_diverged(rows)
 
 
 def _mean_cell(tests: dict[int, float] | None) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _log import append, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _log import append, finished, print_diverged, read_log  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 from _machine import machine_name  # noqa: E402
 from _split import add_split_options, load_split  # noqa: E402
 
@@ -79,9 +79,7 @@ def run_recipes(args: argparse.Namespace, done: set[tuple[str, int]]) -> None:
             **_scale(args, len(train_set)),
         }
         append(args.log, row)
-        print(
-            f"{record.entry} seed {record.seed}: test {100 * record.test_accuracy:.2f}%", flush=True
-        )
+        print(f"{record.entry} seed {record.seed}: {record.outcome()}", flush=True)
 
     train_runs(
         entries,
@@ -186,7 +184,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "| search |\n|---|---|---|---|---|---|"
     )
     for name in ("report", "hand", "search"):
-        mine = [r for r in rows if r["row"] == name]
+        mine = [r for r in finished(rows) if r["row"] == name]
         if not mine:
             continue
         accs = [100 * r["test_accuracy"] for r in mine]
@@ -205,6 +203,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"\n{first['epochs']} epochs, {first['train_size']} training images, validation "
             f"{first['val_size']}, on {first['machine']}"
         )
+    print_diverged(rows)
 
 
 def main() -> None:

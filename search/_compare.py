@@ -9,7 +9,9 @@ leaves out most of what varies from seed to seed (search/_compare_stats.py).
 
 `train_runs` trains what is not done yet; `CompareLog` is `search.compare`'s record of finished
 runs (compare.jsonl), by which an interrupted comparison resumes; the benchmarks keep their own
-logs and call `train_runs` alike. Importing this module loads neither torch nor Optuna.
+logs and call `train_runs` alike. A run whose loss became NaN or infinite is an outcome like any
+other: recorded as diverged (no test accuracy), and the runs after it go on. Importing this module
+loads neither torch nor Optuna.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,15 +144,16 @@ class RunRecord:
 
     entry: str
     seed: int
-    test_accuracy: float
-    val_accuracy: float | None  # of the weights tested; None without validation
+    test_accuracy: float | None  # None when the run diverged
+    val_accuracy: float | None  # of the weights tested; None without validation or diverged
     seconds: float  # training and testing
-    epochs_trained: int  # fewer than the config's when early stopping ended the run
+    epochs_trained: int  # fewer than the config's when early stopping (or divergence) ended it
     config: dict[str, Any]  # TrainConfig.to_dict() of the run, its seed included
     policy: Any  # CompareEntry.policy_record()
     precision: str  # what ran (the config's "auto" resolved)
     machine: str  # training.machine_name
     torch: str
+    diverged: str | None = None  # why training stopped (its loss became NaN or infinite)
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,9 +162,16 @@ class RunRecord:
     def from_row(cls, row: Any) -> RunRecord:
         """The record of a logged row; ValueError for one that is not a run's."""
         names = [f.name for f in fields(cls)]
-        if not isinstance(row, dict) or any(name not in row for name in names):
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        if not isinstance(row, dict) or any(name not in row for name in required):
             raise ValueError("not a run's record")
-        return cls(**{name: row[name] for name in names})
+        return cls(**{name: row[name] for name in names if name in row})
+
+    def outcome(self) -> str:
+        """'test 65.10 %' or 'diverged (train loss became nan at epoch 2)', for progress lines."""
+        if self.test_accuracy is None:
+            return f"diverged ({self.diverged})"
+        return f"test {100 * self.test_accuracy:.2f} %"
 
     def matches(self, entry: CompareEntry) -> bool:
         """Whether this run is `entry`'s at its seed: the same configuration and policy."""
@@ -220,32 +230,61 @@ def train_run(
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> RunRecord:
     """One run: `entry` at `seed` trained on `data.train` (validated on `data.val`), then tested
-    once on `data.test`, in the precision it trained in and with the flip TTA it validated with."""
+    once on `data.test`, in the precision it trained in and with the flip TTA it validated with.
+    A run that diverges is returned as such, untested."""
     import torch
 
-    from training import evaluate, machine_name, resolve_device, train
+    from training import (
+        NonFiniteLossError,
+        effective_precision,
+        evaluate,
+        machine_name,
+        resolve_device,
+        train,
+    )
 
     device = resolve_device(device)
     config = entry.run_config(seed)
+    epochs: list[EpochStats] = []
+
+    def epoch_end(stats: EpochStats) -> None:
+        epochs.append(stats)
+        if on_epoch:
+            on_epoch(stats)
+
     started = time.perf_counter()
-    result = train(config, data.train, data.val, device=device, on_epoch_end=on_epoch)
+    record = {
+        "entry": entry.name,
+        "seed": seed,
+        "config": config.to_dict(),
+        "policy": entry.policy_record(),
+        "machine": machine_name(device),
+        "torch": torch.__version__,
+    }
+    try:
+        result = train(config, data.train, data.val, device=device, on_epoch_end=epoch_end)
+    except NonFiniteLossError as exc:
+        return RunRecord(
+            **record,
+            test_accuracy=None,
+            val_accuracy=None,
+            seconds=round(time.perf_counter() - started, 1),
+            epochs_trained=len(epochs),
+            precision=effective_precision(config.precision, device),
+            diverged=str(exc),
+        )
     tested = evaluate(
         result.model, data.test, device=device, tta=config.tta, precision=result.precision
     )
     return RunRecord(
-        entry=entry.name,
-        seed=seed,
+        **record,
         test_accuracy=tested.accuracy,
         val_accuracy=result.best.val_accuracy
         if config.patience
         else result.history[-1].val_accuracy,
         seconds=round(time.perf_counter() - started, 1),
         epochs_trained=len(result.history),
-        config=config.to_dict(),
-        policy=entry.policy_record(),
         precision=result.precision,
-        machine=machine_name(device),
-        torch=torch.__version__,
     )
 
 

@@ -10,6 +10,10 @@ split and the initial weights, so the difference d_s = a_s - b_s of two entries 
 out what the seed does to both; its interval is the t interval of the d_s (the paired t test's:
 it excludes 0 exactly when that test rejects "no difference" at the 5 % level). With one seed
 (one pair) there is no spread to estimate, so no interval.
+
+A diverged run has no accuracy: it is left out of its entry's mean and shown as diverged, and an
+entry with one is not ranked by the verdict (its mean over the seeds that finished would flatter
+it) but named, with its seeds.
 """
 
 from __future__ import annotations
@@ -64,9 +68,10 @@ class EntrySummary:
     """One row of the table: an entry's runs in percent, by seed, and what they add up to."""
 
     name: str
-    test: dict[int, float]  # seed -> test accuracy, %
+    test: dict[int, float]  # seed -> test accuracy, % (runs that finished)
     val: dict[int, float]  # seed -> validation accuracy, % (runs without validation left out)
     seconds: float | None  # the mean of a run's seconds
+    diverged: tuple[int, ...] = ()  # the seeds whose run diverged
 
     def test_interval(self) -> Interval | None:
         return t_interval(list(self.test.values())) if self.test else None
@@ -83,9 +88,10 @@ def summarize(names: Sequence[str], records: Sequence[RunRecord]) -> list[EntryS
         summaries.append(
             EntrySummary(
                 name=name,
-                test={r.seed: 100 * r.test_accuracy for r in mine},
+                test={r.seed: 100 * r.test_accuracy for r in mine if r.test_accuracy is not None},
                 val={r.seed: 100 * r.val_accuracy for r in mine if r.val_accuracy is not None},
                 seconds=statistics.fmean(r.seconds for r in mine) if mine else None,
+                diverged=tuple(r.seed for r in mine if r.test_accuracy is None),
             )
         )
     return summaries
@@ -109,17 +115,23 @@ def markdown_table(summaries: Sequence[EntrySummary]) -> str:
             diff_cells = ["-", ""] if diff is None else [f"{diff.mean:+.2f}", _bounds(diff, "+")]
         cells = [
             row.name,
-            str(len(row.test)),
+            str(len(row.test)) + (f" (+{len(row.diverged)} diverged)" if row.diverged else ""),
             f"{test.mean:.2f} %" if test else "-",
             f"{test.sd:.2f}" if test and test.sd is not None else "-",
             _bounds(test) if test else "-",
             *diff_cells,
             f"{val.mean:.2f} %" if val else "-",
-            ", ".join(f"{v:.2f}" for v in row.test.values()) or "-",
+            _per_seed(row),
             f"{row.seconds:.1f}" if row.seconds is not None else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _per_seed(row: EntrySummary) -> str:
+    """The runs' test accuracies in seed order, a diverged one as 'diverged'."""
+    seeds = sorted({*row.test, *row.diverged})
+    return ", ".join(f"{row.test[s]:.2f}" if s in row.test else "diverged" for s in seeds) or "-"
 
 
 def _bounds(interval: Interval, sign: str = "") -> str:
@@ -130,12 +142,27 @@ def _bounds(interval: Interval, sign: str = "") -> str:
 
 def verdict(summaries: Sequence[EntrySummary]) -> str:
     """One line: the entry of the highest mean test accuracy, and whether its paired difference
-    to the baseline (the first entry) and to the runner-up is larger than its 95 % interval."""
+    to the baseline (the first entry) and to the runner-up is larger than its 95 % interval;
+    entries with a diverged run are not ranked but named after it."""
+    diverged = [s for s in summaries if s.diverged]
+    unranked = "".join(
+        f"; {s.name} diverged at seed{'s' if len(s.diverged) > 1 else ''} "
+        f"{', '.join(map(str, s.diverged))}: not ranked"
+        for s in diverged
+    )
+    return _ranking([s for s in summaries if not s.diverged], summaries[0], bool(diverged)) + (
+        unranked
+    )
+
+
+def _ranking(summaries: Sequence[EntrySummary], base: EntrySummary, any_diverged: bool) -> str:
+    """The verdict's ranking of the entries without a diverged run (`base`: the first entry)."""
     ran = [s for s in summaries if s.test]
     if len(ran) < 2:
-        return "verdict: fewer than two entries have runs; nothing to compare yet"
+        without = " without a diverged one" if any_diverged else ""
+        return f"verdict: fewer than two entries have runs{without}; nothing to compare yet"
     ranked = sorted(ran, key=lambda s: -statistics.fmean(s.test.values()))  # ties: given order
-    best, runner_up, base = ranked[0], ranked[1], summaries[0]
+    best, runner_up = ranked[0], ranked[1]
     line = (
         f"verdict: {best.name} has the highest mean test accuracy "
         f"({statistics.fmean(best.test.values()):.2f} %)"

@@ -8,7 +8,9 @@ share the initial weights, so the difference to the first entry is paired. Print
 accuracy mean, sd and 95 % interval, the paired difference to the first entry with its interval)
 and a one-line verdict, and writes into --out: compare.jsonl (one line per finished run, so the
 same command with the same --out resumes where it stopped), compare.md (the table) and
-compare.html (plotly, self-contained: each seed's runs, the means with their intervals).
+compare.html (plotly, self-contained: each seed's runs, the means with their intervals). A run
+whose loss becomes NaN or infinite is logged as diverged and the comparison goes on; its entry is
+shown with it and not ranked.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from typing import Any
 import torch
 
 from training import (
-    NonFiniteLossError,
     TrainConfig,
     atomic_write_text,
     check_free_space,
@@ -421,20 +422,15 @@ def run_comparison(job: CompareJob) -> None:
         print(f"all {len(job.entries) * len(job.seeds)} runs are in the log; nothing to train")
         return
     printer = _RunPrinter(job.log.add)
-    try:
-        with as_usage_errors(ValueError, OSError):
-            train_runs(
-                job.entries,
-                job.seeds,
-                job.data,
-                device=job.device,
-                done=job.log.done(),
-                hooks=RunHooks(start=printer.start, epoch=printer.epoch, done=printer.done),
-            )
-    except NonFiniteLossError as exc:
-        raise UsageError(
-            f"training diverged: {exc}; the runs finished before it stay in {job.log.path}", 1
-        ) from None
+    with as_usage_errors(ValueError, OSError):
+        train_runs(
+            job.entries,
+            job.seeds,
+            job.data,
+            device=job.device,
+            done=job.log.done(),
+            hooks=RunHooks(start=printer.start, epoch=printer.epoch, done=printer.done),
+        )
 
 
 class _RunPrinter:
@@ -455,8 +451,7 @@ class _RunPrinter:
         self.log(record)  # first: the run counts once it is in the log
         val = f", val {100 * record.val_accuracy:.2f} %" if record.val_accuracy is not None else ""
         print(
-            f"{record.entry} seed {record.seed}: test {100 * record.test_accuracy:.2f} %{val}, "
-            f"{record.seconds:.1f} s\n",
+            f"{record.entry} seed {record.seed}: {record.outcome()}{val}, {record.seconds:.1f} s\n",
             flush=True,
         )
 
@@ -483,7 +478,7 @@ def _facts(job: CompareJob, runs: Sequence[RunRecord]) -> list[tuple[str, str]]:
     return [
         ("compared", f"{job.axis}: {', '.join(e.name for e in job.entries)} (baseline first)"),
         ("recipe", job.base.words),
-        ("runs", f"{len(runs)} of {len(job.entries) * len(job.seeds)}"),
+        ("runs", f"{len(runs)} of {len(job.entries) * len(job.seeds)}" + _diverged_words(runs)),
         ("seeds", _seed_words(job.seeds)),
         ("epochs", ", ".join(map(str, epochs))),
         (
@@ -496,6 +491,11 @@ def _facts(job: CompareJob, runs: Sequence[RunRecord]) -> list[tuple[str, str]]:
         ("machine", ", ".join(sorted({r.machine for r in runs})) or "-"),
         ("intervals", "95 % Student t over seeds; differences paired by seed, in points"),
     ]
+
+
+def _diverged_words(runs: Sequence[RunRecord]) -> str:
+    diverged = sum(r.test_accuracy is None for r in runs)
+    return f" ({diverged} diverged: their loss became NaN or infinite)" if diverged else ""
 
 
 def _seed_words(seeds: Sequence[int]) -> str:

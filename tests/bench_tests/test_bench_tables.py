@@ -38,6 +38,18 @@ def test_a_policy_pays_only_when_every_seed_gains_more_than_the_spread():
     assert bench_policy_regime.cell_summary(rows, "b") is None
 
 
+def test_a_diverged_run_is_left_out_of_the_cell_and_named_below_the_table(capsys):
+    rows = [_run("a", "none", 0, 0.60), _run("a", "none", 1, 0.61), _run("a", "cifar10", 0, 0.6)]
+    rows.append({**_run("a", "cifar10", 1, 0.0), "test_accuracy": None, "diverged": "nan"})
+    assert bench_policy_regime.cell_summary(rows, "a")["tests"]["cifar10"] == {0: 60.0}
+    bench_policy_regime.print_table(
+        [{**r, "precision": "fp32", "machine": "m", "torch": "2"} for r in rows],
+        ["bare_2k"],
+        ["none"],
+    )
+    assert "diverged, not in the table: cifar10 seed 1 (nan)" in capsys.readouterr().out
+
+
 def _search(arm: str, repeat: int, best: float, position: int, seed_best: float | None) -> dict:
     return {
         "row": "search",

@@ -22,11 +22,12 @@ from conftest import make_one_trial_study, substituted
 
 from search import compare
 from search._artifacts import save_run
-from search._compare import split_entries
+from search._compare import RunRecord, split_entries
 from search._compare_stats import (
     EntrySummary,
     markdown_table,
     paired_difference,
+    summarize,
     t_interval,
     verdict,
 )
@@ -155,6 +156,26 @@ def test_a_new_entry_joins_the_logged_comparison(compared, data_root, tmp_path):
     assert "| randaugment:2,9 | 1 |" in ran.out and "no interval" in ran.out  # one seed
 
 
+def test_a_run_that_diverges_is_logged_as_such_and_the_comparison_goes_on(data_root, tmp_path):
+    hot = TrainConfig(model="cnn_basic", optimizer="sgd", lr=1e6, batch_size=16)
+    save_run(tmp_path / "hot", build_model(hot, torch.device("cpu")), hot)
+    recipes = ["--recipes", f"default,{tmp_path / 'hot' / 'config.json'}", "--seeds", "2"]
+    out = tmp_path / "out"
+    argv = [*recipes, *TINY, "--data", str(data_root), "--out", str(out)]
+    ran = run_compare(argv)
+    assert ran.code == 0, ran.err
+    runs = log_rows(out)[1:]
+    assert len(runs) == 4  # every run trained: the one after a diverged run too
+    diverged = [r for r in runs if r["entry"].endswith("config.json")]
+    assert all(r["test_accuracy"] is None and "loss became" in r["diverged"] for r in diverged)
+    assert all(r["test_accuracy"] is not None for r in runs if r["entry"] == "default")
+    assert "(+2 diverged)" in (out / "compare.md").read_text()
+    assert "diverged at seeds 0, 1: not ranked" in ran.out
+    assert "runs: 4 of 4 (2 diverged" in ran.out
+    again = run_compare(argv)  # the diverged runs count as done: not trained again
+    assert again.code == 0 and "nothing to train" in again.out
+
+
 def test_a_study_trial_is_compared_on_the_studys_own_split(data_root, tmp_path):
     url = make_one_trial_study(tmp_path / "study.db")  # val_size 500, split seed 0
     # No --val-size: the study's own validation split; the options given replace the trial's.
@@ -230,6 +251,42 @@ def test_the_verdict_names_the_best_and_says_whether_its_lead_is_larger_than_its
     assert "one paired seed: no interval" in verdict(one_seed)
     table = markdown_table(one_seed)
     assert "| x | 1 | 52.00 % | - | - (1 seed) | +2.00 | - (1 seed) |" in table
+
+
+def _record(entry: str, seed: int, accuracy: float | None) -> RunRecord:
+    return RunRecord(
+        entry=entry,
+        seed=seed,
+        test_accuracy=accuracy,
+        val_accuracy=accuracy,
+        seconds=1.0,
+        epochs_trained=1,
+        config={},
+        policy=None,
+        precision="fp32",
+        machine="cpu",
+        torch="2",
+        diverged=None if accuracy is not None else "train loss became nan at epoch 1",
+    )
+
+
+def test_a_diverged_run_is_shown_and_its_entry_named_not_ranked():
+    records = [
+        *(_record("none", s, a) for s, a in enumerate([0.60, 0.61, 0.62])),
+        *(_record("hot", s, a) for s, a in enumerate([0.70, None, 0.72])),  # best where it ran
+        *(_record("cifar10", s, a) for s, a in enumerate([0.63, 0.64, 0.65])),
+    ]
+    summaries = summarize(["none", "hot", "cifar10"], records)
+    hot = summaries[1]
+    assert hot.test == {0: 70.0, 2: 72.0} and hot.diverged == (1,)
+    table = markdown_table(summaries)
+    assert "| hot | 2 (+1 diverged) | 71.00 % |" in table and "70.00, diverged, 72.00" in table
+    line = verdict(summaries)
+    assert line.startswith("verdict: cifar10 has the highest mean test accuracy (64.00 %)")
+    assert line.endswith("; hot diverged at seed 1: not ranked")
+    alone = verdict(summarize(["none", "hot"], records))
+    assert alone.startswith("verdict: fewer than two entries have runs without a diverged one")
+    assert RunRecord.from_row({k: v for k, v in records[0].to_row().items() if k != "diverged"})
 
 
 def test_train_help_names_every_built_in_policy():
