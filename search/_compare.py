@@ -232,16 +232,7 @@ def train_run(
     """One run: `entry` at `seed` trained on `data.train` (validated on `data.val`), then tested
     once on `data.test`, in the precision it trained in and with the flip TTA it validated with.
     A run that diverges is returned as such, untested."""
-    import torch
-
-    from training import (
-        NonFiniteLossError,
-        effective_precision,
-        evaluate,
-        machine_name,
-        resolve_device,
-        train,
-    )
+    from training import NonFiniteLossError, effective_precision, evaluate, resolve_device, train
 
     device = resolve_device(device)
     config = entry.run_config(seed)
@@ -253,38 +244,49 @@ def train_run(
             on_epoch(stats)
 
     started = time.perf_counter()
-    record = {
-        "entry": entry.name,
-        "seed": seed,
-        "config": config.to_dict(),
-        "policy": entry.policy_record(),
-        "machine": machine_name(device),
-        "torch": torch.__version__,
-    }
     try:
         result = train(config, data.train, data.val, device=device, on_epoch_end=epoch_end)
     except NonFiniteLossError as exc:
-        return RunRecord(
-            **record,
-            test_accuracy=None,
-            val_accuracy=None,
-            seconds=round(time.perf_counter() - started, 1),
-            epochs_trained=len(epochs),
-            precision=effective_precision(config.precision, device),
-            diverged=str(exc),
-        )
+        precision = effective_precision(config.precision, device)
+        return _record(entry, config, device, started, len(epochs), precision, diverged=str(exc))
     tested = evaluate(
         result.model, data.test, device=device, tta=config.tta, precision=result.precision
     )
+    val = result.best.val_accuracy if config.patience else result.history[-1].val_accuracy
+    return _record(
+        entry, config, device, started, len(result.history), result.precision, tested.accuracy, val
+    )
+
+
+def _record(
+    entry: CompareEntry,
+    config: TrainConfig,
+    device: torch.device,
+    started: float,
+    epochs: int,
+    precision: str,
+    test: float | None = None,
+    val: float | None = None,
+    diverged: str | None = None,
+) -> RunRecord:
+    """The record of `entry`'s run of `config` (its seed the run's) that began at `started`."""
+    import torch
+
+    from training import machine_name
+
     return RunRecord(
-        **record,
-        test_accuracy=tested.accuracy,
-        val_accuracy=result.best.val_accuracy
-        if config.patience
-        else result.history[-1].val_accuracy,
+        entry=entry.name,
+        seed=config.seed,
+        test_accuracy=test,
+        val_accuracy=val,
         seconds=round(time.perf_counter() - started, 1),
-        epochs_trained=len(result.history),
-        precision=result.precision,
+        epochs_trained=epochs,
+        config=config.to_dict(),
+        policy=entry.policy_record(),
+        precision=precision,
+        machine=machine_name(device),
+        torch=torch.__version__,
+        diverged=diverged,
     )
 
 
