@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -235,7 +236,8 @@ def arm_summary(rows: list[dict[str, Any]], arm: str) -> dict[str, Any] | None:
         return None
     best = [100 * r["best_val"] for r in searches]
     seeds = [100 * r["seed_best_val"] for r in searches if r.get("seed_best_val") is not None]
-    tests = [100 * r["test_accuracy"] for r in rows if r["row"] == "retrain" and r["arm"] == arm]
+    retrains = [r for r in rows if r["row"] == "retrain" and r["arm"] == arm]
+    tests = [100 * r["test_accuracy"] for r in retrains]
     return {
         "arm": arm,
         "searches": len(searches),
@@ -247,20 +249,36 @@ def arm_summary(rows: list[dict[str, Any]], arm: str) -> dict[str, Any] | None:
         "finished": [r["finished"] for r in searches],
         "seed_best": seeds,
         "test": tests,
+        "winner_val_sd": winner_val_sd(retrains),
         "minutes": statistics.mean(r["seconds"] for r in searches) / 60,
     }
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def winner_val_sd(retrains: list[dict[str, Any]]) -> float | None:
+    """How far one configuration's validation accuracy (%) moves with the training seed alone:
+    the sd over each winner's retrains, pooled over the winners with two or more (None: none).
+    A search's best is one such draw, so repeats of a search cannot agree much closer."""
+    by_winner: dict[int, list[float]] = {}
+    for r in retrains:
+        by_winner.setdefault(r["repeat"], []).append(100 * r["val_accuracy"])
+    variances = [statistics.variance(v) for v in by_winner.values() if len(v) > 1]
+    return math.sqrt(statistics.mean(variances)) if variances else None
 
 
 def print_table(rows: list[dict[str, Any]], arms: list[str]) -> None:
     print(
         "\n| arm | searches | best validation %, mean (min-max) | worst to best | best reached at "
-        "(of finished) | seed trials' best % | retrained winners' test % | min per search |"
-        "\n|---|---|---|---|---|---|---|---|"
+        "(of finished) | seed trials' best % | retrained winners' test % | a winner's "
+        "validation sd over training seeds | min per search |\n|" + "---|" * 9
     )
     for arm in arms:
         s = arm_summary(rows, arm)
         if s is None:
-            print(f"| {arm} | 0 | owed | | | | | |")
+            print(f"| {arm} | 0 | owed | | | | | | |")
             continue
         positions = ", ".join(
             f"{p}/{f}" for p, f in zip(s["positions"], s["finished"], strict=True)
@@ -273,7 +291,7 @@ def print_table(rows: list[dict[str, Any]], arms: list[str]) -> None:
         print(
             f"| {arm} | {s['searches']} | {s['best_mean']:.2f} ({s['best_min']:.2f}-"
             f"{s['best_max']:.2f}) | {s['spread']:.2f} | {positions} | {seed} | {test} "
-            f"| {s['minutes']:.1f} |"
+            f"| {_points(s['winner_val_sd'])} | {s['minutes']:.1f} |"
         )
     searches = [r for r in rows if r["row"] == "search"]
     if searches:

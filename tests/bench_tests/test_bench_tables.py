@@ -68,7 +68,14 @@ def test_an_arm_summary_spans_its_repeats():
         _search("tpe_seeded", 0, 0.70, 20, 0.66),
         _search("tpe_seeded", 1, 0.68, 31, 0.66),
         _search("tpe", 0, 0.50, 3, None),
-        {"row": "retrain", "arm": "tpe_seeded", "repeat": 0, "seed": 0, "test_accuracy": 0.69},
+        {
+            "row": "retrain",
+            "arm": "tpe_seeded",
+            "repeat": 0,
+            "seed": 0,
+            "test_accuracy": 0.69,
+            "val_accuracy": 0.7,
+        },
     ]
     summary = bench_repeat.arm_summary(rows, "tpe_seeded")
     assert (summary["searches"], summary["best_min"], summary["best_max"]) == (2, 68.0, 70.0)
@@ -101,3 +108,13 @@ def test_a_search_precision_is_what_search_run_resolves_it_to_here():
     assert bench_repeat.search_precision(["--cpus-per-trial", "2"]) == here
     assert bench_repeat.search_precision(["--precision", "fp32"]) == "fp32"
     assert bench_repeat.search_precision(["--precision=fp32"]) == "fp32"
+
+
+def test_a_winners_validation_sd_is_pooled_over_the_winners_retrained_twice_or_more():
+    def retrain(repeat: int, val: float) -> dict:
+        return {"row": "retrain", "arm": "a", "repeat": repeat, "val_accuracy": val}
+
+    # Winner 0: 60 and 62 (variance 2); winner 1: 70, 71, 72 (variance 1); winner 2: once.
+    rows = [retrain(0, 0.60), retrain(0, 0.62), *(retrain(1, v) for v in (0.70, 0.71, 0.72))]
+    assert bench_repeat.winner_val_sd([*rows, retrain(2, 0.5)]) == pytest.approx(1.5**0.5)
+    assert bench_repeat.winner_val_sd([retrain(2, 0.5)]) is None
