@@ -217,7 +217,11 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path, data_root):
         restored = trial.user_attrs.get("resumed_from_epoch", 0)
         assert restored <= len(before) + 1, (before, trial.user_attrs)
         if restored:
-            assert restored + trial.user_attrs["epochs_trained"] == trial.user_attrs["epochs_run"]
+            run, trained = trial.user_attrs["epochs_run"], trial.user_attrs["epochs_trained"]
+            # The re-run's ASHA judges the replayed epochs afresh: one it stops there ends with
+            # fewer epochs than were restored and none trained (seen under a loaded CPU).
+            replay_stopped = trial.state == States.PRUNED and trained == 0 and run <= restored
+            assert restored + trained == run or replay_stopped, trial.user_attrs
     assert not list(tmp_path.glob("cnn_reg/trials/*/state.pt"))  # checkpoints are removed
 
 
